@@ -1,0 +1,29 @@
+"""deepfit: train deep feed-forward networks well, and compare techniques honestly.
+
+Built on Keras 3 with the JAX backend: deepfit sets ``KERAS_BACKEND=jax``
+unless you chose otherwise (its trainer needs JAX).
+"""
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+__version__ = "0.1.0"
+
+from deepfit.config import Config, load_config  # noqa: E402
+from deepfit.data import Dataset, load_data  # noqa: E402
+from deepfit.errors import CheckpointError, ConfigError, DataError, DeepfitError  # noqa: E402
+from deepfit.nn.build import build_model, summary  # noqa: E402
+from deepfit.nn.layers import RReLU  # noqa: E402
+from deepfit.optim.optimizers import make_optimizer  # noqa: E402
+from deepfit.optim.schedules import make_schedule  # noqa: E402
+from deepfit.run import Run, load_run, train  # noqa: E402
+from deepfit.train.events import Callback, StopTraining  # noqa: E402
+from deepfit.train.loop import Trainer  # noqa: E402
+from deepfit.train.state import TrainState  # noqa: E402
+
+__all__ = [
+    "CheckpointError", "Callback", "Config", "ConfigError", "DataError", "Dataset", "DeepfitError",
+    "RReLU", "Run", "StopTraining", "TrainState", "Trainer", "build_model", "load_config", "load_data",
+    "load_run", "make_optimizer", "make_schedule", "summary", "train",
+]

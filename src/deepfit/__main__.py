@@ -1,0 +1,5 @@
+import sys
+
+from deepfit.cli import main
+
+sys.exit(main())

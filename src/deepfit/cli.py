@@ -1,0 +1,58 @@
+"""The command line: parse, load the config, call the API. Nothing else lives here.
+
+Each subcommand is a module in ``deepfit.commands`` with ``register(subparsers)``;
+errors a user can cause print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+from deepfit.errors import DeepfitError
+
+COMMANDS = ("train", "list")
+
+EPILOG = """examples:
+  deepfit train configs/leaky_relu.toml
+  deepfit train configs/selu_100.toml --seed 1 --epochs 2 training.batch_size=64
+  deepfit list initializers
+"""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line naming the fix (exit 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="deepfit", description="Train deep feed-forward networks well; compare techniques honestly.",
+                    epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from deepfit import __version__
+
+    parser.add_argument("--version", action="version", version=f"deepfit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    sub.required = True
+    for name in COMMANDS:
+        importlib.import_module(f"deepfit.commands.{name.replace('-', '_')}").register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except DeepfitError as e:
+        print(f"deepfit: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("deepfit: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

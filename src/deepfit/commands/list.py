@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import inspect
+
+import keras
+
+from deepfit.errors import ConfigError
+from deepfit.registry import did_you_mean
+
+
+def _keras(module) -> list[tuple[str, str]]:
+    from deepfit.nn.build import keras_names
+
+    rows = []
+    for name in keras_names(module):
+        obj = getattr(module, name)
+        doc = (inspect.getdoc(obj) or "").strip().splitlines()
+        rows.append((name, doc[0] if doc else ""))
+    return rows
+
+
+def families() -> dict[str, callable]:
+    from deepfit.nn.build import LAYERS
+    from deepfit.optim.optimizers import OPTIMIZERS
+    from deepfit.optim.schedules import SCHEDULES
+    from deepfit.train.callbacks import CALLBACKS
+
+    def registry(reg):
+        return lambda: [(e.name + (f" ({', '.join(e.aliases)})" if e.aliases else ""), e.doc) for e in reg.entries()]
+
+    return {
+        "layers": registry(LAYERS),
+        "initializers": lambda: _keras(keras.initializers),
+        "activations": lambda: _keras(keras.activations),
+        "regularizers": lambda: _keras(keras.regularizers),
+        "constraints": lambda: _keras(keras.constraints),
+        "optimizers": lambda: [(n, f"keras.optimizers.{c.__name__}") for n, c in OPTIMIZERS.items()],
+        "losses": lambda: [("sparse_categorical_crossentropy", "integer labels, softmax outputs"),
+                           ("binary_crossentropy", "0/1 labels, one sigmoid output")],
+        "schedules": registry(SCHEDULES),
+        "callbacks": registry(CALLBACKS),
+    }
+
+
+def register(sub) -> None:
+    p = sub.add_parser("list", help="list the names deepfit and Keras resolve",
+                       description="List every name a config can use, by family, with a one-line description.")
+    p.add_argument("family", nargs="?", help="one of: " + ", ".join(families()))
+    p.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    fams = families()
+    if args.family and args.family not in fams:
+        raise ConfigError(f"unknown family {args.family!r}.{did_you_mean(args.family, list(fams))} "
+                          f"Families: {', '.join(fams)}.")
+    for fam in [args.family] if args.family else fams:
+        print(f"{fam}:")
+        for name, doc in fams[fam]():
+            print(f"  {name:34s} {doc}")
+    return 0

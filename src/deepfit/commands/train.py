@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train what a config describes; write a run directory",
+                       description="Train a network from a TOML config and record the run in a directory.",
+                       epilog="examples:\n  deepfit train configs/leaky_relu.toml --out runs/lr\n"
+                              "  deepfit train configs/dropout.toml --seed 3 --epochs 2 training.batch_size=64",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("config", help="a TOML config file")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                   help="override a config value by dotted path, e.g. training.epochs=5")
+    p.add_argument("--out", help="run directory (default: runs/NAME-TIMESTAMP)")
+    p.add_argument("--seed", type=int, help="override the config's seed")
+    p.add_argument("--epochs", type=int, help="override training.epochs")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    p.add_argument("--no-progress", action="store_true", help="no progress output")
+    p.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    from deepfit.run import train
+
+    overrides = list(args.overrides)
+    if args.seed is not None:
+        overrides.append(f"seed={args.seed}")
+    if args.epochs is not None:
+        overrides.append(f"training.epochs={args.epochs}")
+    if args.no_progress:
+        overrides.append("training.progress=false")
+    result = train(args.config, out=args.out, overrides=overrides, overwrite=args.overwrite)
+    final = result.final
+    last = final.get("last", {})
+    print(f"run: {result.dir}")
+    if "val_accuracy" in last:
+        print(f"val_accuracy {last['val_accuracy']:.4f}  val_loss {last['val_loss']:.4f}  "
+              f"after {final['epochs_run']} epochs ({final['seconds']:.1f}s)")
+    if "test_accuracy" in final:
+        print(f"test_accuracy {final['test_accuracy']:.4f}")
+    if final["status"] == "diverged":
+        print(f"deepfit: training diverged: {final['stop_reason']}", file=sys.stderr)
+        return 1
+    if final["stop_reason"]:
+        print(final["stop_reason"])
+    return 0

@@ -1,0 +1,257 @@
+"""The config: validated data and nothing else.
+
+A config is a TOML file or a dict of the same shape. Everything a run needs to
+be rerun is in it, the seed included. Names are checked here, through Keras for
+Keras's families and through deepfit's registries for its own, so a typo fails
+before any data is read or any directory is written.
+"""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from pathlib import Path
+from typing import Any, Literal, Mapping, Sequence
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from deepfit.errors import ConfigError
+
+
+class Strict(BaseModel):
+    # allow_inf_nan=False: `gt=0` alone lets inf through (measured), and a NaN rate is never meant.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, validate_assignment=True)
+
+
+Spec = dict[str, Any]
+
+
+class DataConfig(Strict):
+    """Where the data comes from and how it is split and scaled.
+
+    ``source``: ``"fashion_mnist"`` (the bundled copy), ``"directory"`` (IDX files
+    named as the official release, in ``path``), ``"download"`` (the official
+    files, checked and cached in ``cache_dir``) or ``"arrays"`` (NumPy arrays
+    handed to :func:`deepfit.train` from Python).
+    """
+
+    source: Literal["fashion_mnist", "directory", "download", "arrays"] = "fashion_mnist"
+    path: str | None = None
+    cache_dir: str | None = None
+    validation_size: int = Field(5000, ge=0)
+    train_size: int | None = Field(None, gt=0)
+    scaling: Literal["none", "divide255", "standardize"] = "divide255"
+
+    @pydantic.model_validator(mode="after")
+    def _path_for_directory(self) -> "DataConfig":
+        if self.source == "directory" and not self.path:
+            raise ValueError("source = 'directory' needs path = 'DIR' (a folder of IDX files)")
+        return self
+
+
+class ModelConfig(Strict):
+    """A ``keras.Sequential`` network: an input shape and a list of layer specs.
+
+    Each spec is ``{type = "dense", units = 300, ...}`` with Keras's own argument
+    names; ``deepfit list layers`` shows the types.
+    """
+
+    input_shape: list[int] = Field(default_factory=lambda: [28, 28])
+    layers: list[Spec] = Field(min_length=1)
+
+    @field_validator("input_shape")
+    @classmethod
+    def _positive(cls, v: list[int]) -> list[int]:
+        if not v or any(d <= 0 for d in v):
+            raise ValueError(f"input_shape needs positive sizes, got {v}")
+        return v
+
+    @field_validator("layers")
+    @classmethod
+    def _layers_build(cls, specs: list[Spec]) -> list[Spec]:
+        from deepfit.nn.build import make_layer
+
+        for i, spec in enumerate(specs):
+            try:
+                make_layer(spec)
+            except ConfigError as e:
+                raise ValueError(f"layer {i}: {e}") from None
+        return specs
+
+
+class TrainingConfig(Strict):
+    """Loss, optimizer, schedule, epochs and callbacks."""
+
+    loss: Literal["sparse_categorical_crossentropy", "binary_crossentropy"] = (
+        "sparse_categorical_crossentropy"
+    )
+    epochs: int = Field(10, ge=1, le=100_000)
+    batch_size: int = Field(32, ge=1, le=1_000_000)
+    optimizer: Spec = Field(default_factory=lambda: {"name": "sgd", "learning_rate": 0.01})
+    schedule: Spec | None = None
+    callbacks: list[Spec] = Field(default_factory=list)
+    # Steps run per compiled call; None runs a whole epoch per call (fastest).
+    steps_per_chunk: int | None = Field(None, ge=1)
+    eval_batch_size: int = Field(1000, ge=1)
+    progress: bool = True
+    tensorboard: bool = False
+
+    @field_validator("optimizer", mode="before")
+    @classmethod
+    def _optimizer(cls, v: Any) -> Spec:
+        from deepfit.optim.optimizers import make_optimizer
+
+        spec = {"name": v} if isinstance(v, str) else v
+        try:
+            make_optimizer(spec)
+        except ConfigError as e:
+            raise ValueError(str(e)) from None
+        return spec
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, v: Spec | None) -> Spec | None:
+        from deepfit.optim.schedules import check_schedule
+
+        if v is not None:
+            try:
+                check_schedule(v)
+            except ConfigError as e:
+                raise ValueError(str(e)) from None
+        return v
+
+    @field_validator("callbacks")
+    @classmethod
+    def _callbacks(cls, specs: list[Spec]) -> list[Spec]:
+        from deepfit.train.callbacks import make_callback
+
+        for i, spec in enumerate(specs):
+            try:
+                make_callback(spec)
+            except ConfigError as e:
+                raise ValueError(f"callback {i}: {e}") from None
+        return specs
+
+
+class Config(Strict):
+    """A whole run: seed, data, model and training."""
+
+    name: str | None = None
+    seed: int = Field(42, ge=0, lt=2**32)
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
+def _describe(err: pydantic.ValidationError, origin: str) -> str:
+    lines = []
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (remove it, or check its spelling and section)"
+        elif "input" in e and e["type"] not in ("missing",) and not isinstance(e["input"], (dict, list)):
+            msg += f" (got {e['input']!r})"
+        lines.append(f"{where}: {msg}")
+    head = f"invalid config {origin}" if origin else "invalid config"
+    return head + ": " + "; ".join(lines)
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Parse a TOML file as data: nothing in it can run code."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {str(p)!r} not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read config file {str(p)!r}: {e}") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file {str(p)!r} is not valid TOML: {e}") from None
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"training.epochs=5"`` → ``("training.epochs", 5)``; values are TOML, else strings."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"override {text!r} is not key=value (e.g. training.epochs=5)")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return key, value
+
+
+def set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``tree["model"]["layers"][1]["units"]`` from ``"model.layers.1.units"``."""
+    parts = dotted.split(".")
+    node: Any = tree
+    for i, part in enumerate(parts[:-1]):
+        node = _step(node, part, dotted, create=True)
+    last = parts[-1]
+    if isinstance(node, list):
+        node[_index(node, last, dotted)] = value
+    elif isinstance(node, dict):
+        node[last] = value
+    else:
+        raise ConfigError(f"override {dotted!r}: {'.'.join(parts[:-1])!r} holds a value, not a section")
+
+
+def _index(node: list, part: str, dotted: str) -> int:
+    try:
+        i = int(part)
+        node[i]
+        return i
+    except (ValueError, IndexError):
+        raise ConfigError(
+            f"override {dotted!r}: {part!r} is not an index of a list of {len(node)} items"
+        ) from None
+
+
+def _step(node: Any, part: str, dotted: str, create: bool) -> Any:
+    if isinstance(node, list):
+        return node[_index(node, part, dotted)]
+    if isinstance(node, dict):
+        if part not in node or node[part] is None:
+            if not create:
+                raise ConfigError(f"override {dotted!r}: no key {part!r}")
+            node[part] = {}
+        return node[part]
+    raise ConfigError(f"override {dotted!r}: {part!r} is below a value, not a section")
+
+
+def load_config(
+    source: str | Path | Mapping[str, Any] | Config,
+    overrides: Sequence[str] | Mapping[str, Any] = (),
+) -> Config:
+    """A validated :class:`Config` from a TOML path, a dict or a Config, with overrides.
+
+    Overrides are ``"dotted.path=value"`` strings (values parsed as TOML) or a
+    mapping of dotted paths to values; each is checked against the schema.
+    """
+    if isinstance(source, Config):
+        tree, origin = source.to_dict(), ""
+    elif isinstance(source, Mapping):
+        tree, origin = copy.deepcopy(dict(source)), ""
+    else:
+        tree, origin = read_toml(source), repr(str(source))
+    items = overrides.items() if isinstance(overrides, Mapping) else map(parse_override, overrides)
+    for key, value in items:
+        set_path(tree, key, value)
+    try:
+        return Config.model_validate(tree)
+    except pydantic.ValidationError as e:
+        raise ConfigError(_describe(e, origin)) from None
+
+
+def dump_toml(cfg: Config) -> str:
+    import tomli_w
+
+    return tomli_w.dumps(cfg.to_dict())

@@ -1,0 +1,93 @@
+"""Atomic file writes and sha256 manifests.
+
+A file is written to a temporary name in its folder, flushed to disk and
+renamed over the target, so a reader (or a crash) sees the old file or the new
+one, never half of one. Neither safetensors nor Keras notices a flipped byte,
+so run directories carry a manifest of sha256 digests checked on load.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+from deepfit.data.idx import file_digest
+from deepfit.errors import CheckpointError
+
+MANIFEST = "manifest.json"
+
+
+def write_atomic(path: str | Path, data: bytes | str) -> None:
+    path = Path(path)
+    payload = data.encode() if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    fsync_dir(path.parent)
+
+
+def fsync_dir(path: str | Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    write_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=_jsonable) + "\n")
+
+
+def _jsonable(x: Any) -> Any:
+    if hasattr(x, "item"):
+        return x.item()
+    if hasattr(x, "tolist"):
+        return x.tolist()
+    return str(x)
+
+
+def read_json(path: str | Path, what: str = "file") -> Any:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{what} {str(path)!r} not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{what} {str(path)!r} is unreadable or not JSON: {e}") from None
+
+
+def write_manifest(directory: str | Path, names: Iterable[str]) -> None:
+    d = Path(directory)
+    write_json(d / MANIFEST, {name: file_digest(d / name) for name in sorted(names)})
+
+
+def verify_manifest(directory: str | Path) -> dict[str, str]:
+    """Check every file the manifest lists; one clear error naming the first bad file."""
+    d = Path(directory)
+    manifest = read_json(d / MANIFEST, "manifest")
+    if not isinstance(manifest, dict):
+        raise CheckpointError(f"{d / MANIFEST}: not a manifest (expected a JSON object of file digests)")
+    for name, digest in manifest.items():
+        target = d / name
+        if Path(name).is_absolute() or ".." in Path(name).parts:
+            raise CheckpointError(f"{d / MANIFEST}: refuses a path outside the run directory: {name!r}")
+        if not target.is_file():
+            raise CheckpointError(f"{target}: listed in the manifest but missing")
+        if file_digest(target) != digest:
+            raise CheckpointError(
+                f"{target}: sha256 does not match the manifest; the file was changed or corrupted"
+            )
+    return manifest

@@ -1,0 +1,1 @@
+"""Model building: config layer specs → a plain ``keras.Sequential``."""

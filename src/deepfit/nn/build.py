@@ -1,0 +1,147 @@
+"""Config layer specs → Keras layers, through Keras's own constructors.
+
+A spec is ``{type = "dense", units = 300, activation = "selu",
+kernel_initializer = "lecun_normal"}``: the type names a layer, every other key
+is that Keras layer's own argument. Arguments ending in ``_initializer``,
+``_regularizer`` or ``_constraint`` take a Keras name (``"he_normal"``) or a
+table ``{name = "l2", l2 = 0.01}``; ``activation`` takes a Keras name.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Mapping
+
+import keras
+
+from deepfit.errors import ConfigError
+from deepfit.nn.layers import RReLU
+from deepfit.registry import Registry, did_you_mean
+
+LAYERS = Registry("layer type")
+for _name, _cls, _aliases in [
+    ("flatten", keras.layers.Flatten, ()),
+    ("dense", keras.layers.Dense, ()),
+    ("batch_norm", keras.layers.BatchNormalization, ("batch_normalization", "batchnorm", "bn")),
+    ("dropout", keras.layers.Dropout, ()),
+    ("alpha_dropout", keras.layers.AlphaDropout, ()),
+    ("gaussian_noise", keras.layers.GaussianNoise, ()),
+    ("activation", keras.layers.Activation, ()),
+    ("relu", keras.layers.ReLU, ()),
+    ("leaky_relu", keras.layers.LeakyReLU, ("leakyrelu",)),
+    ("prelu", keras.layers.PReLU, ()),
+    ("elu", keras.layers.ELU, ()),
+    ("softmax", keras.layers.Softmax, ()),
+    ("rrelu", RReLU, ()),
+    ("layer_norm", keras.layers.LayerNormalization, ("layer_normalization",)),
+    ("reshape", keras.layers.Reshape, ()),
+]:
+    LAYERS.register(_name, _aliases, doc=f"keras.layers.{_cls.__name__}" if _cls is not RReLU else RReLU.__doc__.splitlines()[0])(_cls)
+
+# Argument suffix → the Keras module that resolves it.
+_FAMILIES = {
+    "_initializer": keras.initializers,
+    "_regularizer": keras.regularizers,
+    "_constraint": keras.constraints,
+}
+
+
+def keras_names(module) -> list[str]:
+    """The snake_case names a Keras family module resolves (``he_normal``, ``l2``, ...)."""
+    skip = {"get", "serialize", "deserialize"}
+    return sorted(n for n in dir(module) if n.islower() and not n.startswith("_") and n not in skip)
+
+
+def resolve(module, value: Any, field: str) -> Any:
+    """A Keras object from a name or ``{name = ..., **kwargs}``, with a clear error."""
+    if value is None or not isinstance(value, (str, Mapping)):
+        return value
+    if isinstance(value, Mapping):
+        if "name" not in value:
+            raise ConfigError(f"{field} = {dict(value)!r} needs a name, e.g. {{ name = 'l2', l2 = 0.01 }}")
+        name = value["name"]
+        ident: Any = {"class_name": name, "config": {k: v for k, v in value.items() if k != "name"}}
+    else:
+        name, ident = value, value
+    try:
+        return module.get(ident)
+    except (ValueError, TypeError) as e:
+        names = keras_names(module)
+        if str(name).lower() not in names:
+            family = module.__name__.rsplit(".", 1)[-1]
+            raise ConfigError(
+                f"{field}: unknown {family[:-1]} {name!r}.{did_you_mean(str(name), names)} "
+                f"Valid names: {', '.join(names)}."
+            ) from None
+        raise ConfigError(f"{field} = {value!r}: {e}") from None
+
+
+def make_layer(spec: Mapping[str, Any]) -> keras.layers.Layer:
+    """One Keras layer from a spec (see the module docstring)."""
+    if not isinstance(spec, Mapping) or "type" not in spec:
+        raise ConfigError(f"a layer spec needs a type, e.g. {{ type = 'dense', units = 10 }}; got {spec!r}")
+    kind = spec["type"]
+    if kind in LAYERS:
+        cls = LAYERS.get(kind)
+    elif isinstance(kind, str) and isinstance(getattr(keras.layers, kind, None), type):
+        cls = getattr(keras.layers, kind)  # any other Keras layer by its class name
+    else:
+        LAYERS.get(kind)  # raises with the valid names and the closest one
+    kwargs: dict[str, Any] = {}
+    for key, value in spec.items():
+        if key == "type":
+            continue
+        family = next((m for suffix, m in _FAMILIES.items() if key.endswith(suffix)), None)
+        if family is not None:
+            value = resolve(family, value, key)
+        elif key == "activation":
+            if not isinstance(value, str):
+                raise ConfigError(
+                    f"activation must be a Keras name such as 'relu', got {value!r}; for an activation "
+                    f"with arguments use its layer, e.g. {{ type = 'leaky_relu', negative_slope = 0.2 }}"
+                )
+            value = resolve(keras.activations, value, key) and value
+        kwargs[key] = value
+    try:
+        return cls(**kwargs)
+    except TypeError as e:
+        params = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "kwargs")]
+        bad = [k for k in kwargs if k not in params]
+        hint = did_you_mean(bad[0], params) if bad else ""
+        raise ConfigError(
+            f"layer {kind!r}: {e}.{hint} Its arguments: {', '.join(params)}."
+        ) from None
+    except ValueError as e:
+        raise ConfigError(f"layer {kind!r}: {e}") from None
+
+
+def build_model(model_cfg, seed: int | None = None) -> keras.Sequential:
+    """A ``keras.Sequential`` from a :class:`~deepfit.config.ModelConfig` (or its dict).
+
+    ``seed`` seeds Keras's initializers and dropout seed generators right before
+    the layers are made, so the same seed gives the same initial weights.
+    """
+    from deepfit.config import ModelConfig
+
+    cfg = model_cfg if isinstance(model_cfg, ModelConfig) else ModelConfig.model_validate(model_cfg)
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
+    layers, counts = [], {}
+    for spec in cfg.layers:
+        layer = make_layer(spec)
+        if "name" not in spec:
+            # Keras's own naming as in a fresh session ("dense", "dense_1", ...), whatever
+            # this process built before: the summary and saved weights then read the same.
+            base = keras.src.utils.naming.to_snake_case(type(layer).__name__)
+            n = counts.get(base, 0)
+            counts[base] = n + 1
+            layer.name = base if n == 0 else f"{base}_{n}"
+        layers.append(layer)
+    return keras.Sequential([keras.Input(tuple(cfg.input_shape)), *layers], name="sequential")
+
+
+def summary(model: keras.Model) -> str:
+    """Keras's own summary as text: layers, output shapes, trainable / non-trainable counts."""
+    lines: list[str] = []
+    model.summary(print_fn=lambda line, *a, **k: lines.append(line))
+    return "\n".join(lines)

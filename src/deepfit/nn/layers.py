@@ -1,0 +1,45 @@
+"""Layers the chapter uses that Keras lacks, registered as Keras custom objects.
+
+Registering them under the package ``deepfit`` lets a saved model reload
+(``deepfit>RReLU``) without any code in the file itself.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="deepfit")
+class RReLU(keras.layers.Layer):
+    """Randomized leaky ReLU (Xu et al., 2015, "Empirical Evaluation of Rectified Activations").
+
+    ``f(z) = z`` for ``z >= 0`` and ``a * z`` otherwise. In training ``a`` is drawn
+    uniformly from ``[lower, upper]`` for every unit of every sample; in inference
+    it is the mean slope ``(lower + upper) / 2``. Defaults are the paper's 1/8 and 1/3.
+    """
+
+    def __init__(self, lower: float = 1 / 8, upper: float = 1 / 3, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        if not 0 <= lower <= upper:
+            raise ValueError(
+                f"RReLU needs 0 <= lower <= upper, received lower={lower}, upper={upper}"
+            )
+        self.lower, self.upper, self.seed = float(lower), float(upper), seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.supports_masking = True
+
+    def call(self, inputs, training=False):
+        if training:
+            slope = keras.random.uniform(
+                ops.shape(inputs), self.lower, self.upper, dtype=inputs.dtype, seed=self.seed_generator
+            )
+        else:
+            slope = (self.lower + self.upper) / 2
+        return ops.where(inputs >= 0, inputs, slope * inputs)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "lower": self.lower, "upper": self.upper, "seed": self.seed}

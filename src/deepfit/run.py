@@ -1,0 +1,230 @@
+"""A run: train from a config, record it in a directory, load it back.
+
+The run directory is the unit of record::
+
+    config.toml          the resolved config (seed included): rerun it as is
+    environment.json     versions, backend, devices, threads, command line
+    metrics.csv          one row an epoch, rewritten atomically after each
+    final.json           last metrics, test metrics, why training ended
+    model.json           Keras architecture (rebuilt with safe_mode=True)
+    weights.safetensors  every model variable, BatchNorm statistics included
+    manifest.json        sha256 of each file above, written last, checked on load
+
+``final.json`` and ``manifest.json`` exist only once a run has ended, so an
+interrupted run never looks finished.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import platform
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import keras
+import numpy as np
+
+from deepfit.config import Config, dump_toml, load_config
+from deepfit.data.prepare import Dataset, load_data
+from deepfit.errors import CheckpointError, ConfigError
+from deepfit.io import MANIFEST, read_json, verify_manifest, write_atomic, write_json, write_manifest
+from deepfit.nn.build import build_model
+from deepfit.optim.optimizers import make_optimizer
+from deepfit.optim.schedules import make_schedule
+from deepfit.serialize import load_model, save_model
+from deepfit.train.callbacks import make_callback
+from deepfit.train.callbacks.progress import Progress
+from deepfit.train.callbacks.tensorboard import TensorBoard
+from deepfit.train.callbacks.terminate_on_nan import TerminateOnNaN
+from deepfit.train.events import Callback
+from deepfit.train.loop import Trainer
+
+METRIC_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds")
+
+
+@dataclass
+class Run:
+    """A finished (or loaded) run: its directory, config, history, model and final record."""
+
+    dir: Path | None
+    config: Config
+    model: keras.Model
+    history_rows: list[dict[str, Any]]
+    final: dict[str, Any] = field(default_factory=dict)
+    trainer: Trainer | None = None
+
+    @property
+    def history(self):
+        import pandas as pd
+
+        return pd.DataFrame(self.history_rows)
+
+
+def environment(cfg: Config) -> dict[str, Any]:
+    import jax
+
+    from deepfit import __version__
+
+    return {
+        "deepfit": __version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "keras": keras.__version__,
+        "keras_backend": keras.backend.backend(),
+        "jax": jax.__version__,
+        "jaxlib": jax.lib.__version__ if hasattr(jax.lib, "__version__") else None,
+        "numpy": np.__version__,
+        "devices": [str(d) for d in jax.devices()],
+        "cpu_count": os.cpu_count(),
+        "threads": {k: os.environ.get(k) for k in ("XLA_FLAGS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
+        "seed": cfg.seed,
+        "argv": sys.argv,
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def metrics_csv(rows: Sequence[Mapping[str, Any]]) -> str:
+    columns = [c for c in METRIC_COLUMNS if any(c in r for r in rows)]
+    columns += sorted({k for r in rows for k in r} - set(columns))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: repr(float(v)) if isinstance(v, (float, np.floating)) else v for k, v in row.items()})
+    return buf.getvalue()
+
+
+class RunRecorder(Callback):
+    """Rewrites ``metrics.csv`` atomically after every epoch, so a crash keeps what was done."""
+
+    order = 80
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+
+    def on_epoch_end(self, trainer, epoch, logs) -> None:
+        write_atomic(self.directory / "metrics.csv", metrics_csv(trainer.history))
+
+
+def prepare_out_dir(out: str | Path | None, cfg: Config, overwrite: bool) -> Path:
+    """Check the output directory before any work, so a bad one changes nothing."""
+    if out is None:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        out = Path("runs") / f"{cfg.name or 'run'}-{stamp}"
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"output {str(out)!r} is a file, not a directory; choose another --out")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise ConfigError(
+            f"output directory {str(out)!r} already holds files; choose another --out or pass --overwrite"
+        )
+    parent = next((p for p in [out, *out.parents] if p.exists()), Path("."))
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"cannot write to {str(parent)!r} (permission denied); choose another --out")
+    return out
+
+
+def make_trainer(cfg: Config, model: keras.Model, steps_per_epoch: int,
+                 callbacks: Sequence[Callback] = ()) -> Trainer:
+    """The Trainer a config describes, around a given model."""
+    t = cfg.training
+    optimizer = make_optimizer(t.optimizer)
+    schedule = None
+    if t.schedule is not None:
+        schedule = make_schedule(t.schedule, steps_per_epoch, t.epochs, float(optimizer.learning_rate))
+    return Trainer(
+        model, optimizer, loss=t.loss, batch_size=t.batch_size, epochs=t.epochs, seed=cfg.seed,
+        schedule=schedule, callbacks=callbacks, steps_per_chunk=t.steps_per_chunk,
+        eval_batch_size=t.eval_batch_size,
+    )
+
+
+def train(
+    config: str | Path | Mapping[str, Any] | Config,
+    out: str | Path | None = None,
+    *,
+    overrides: Sequence[str] | Mapping[str, Any] = (),
+    model: keras.Model | None = None,
+    data: Dataset | Any = None,
+    callbacks: Sequence[Callback] = (),
+    save: bool = True,
+    overwrite: bool = False,
+) -> Run:
+    """Train what a config describes and record it in a run directory.
+
+    ``model`` may be any Keras model (e.g. written as in the notebook) to use
+    instead of the config's; ``data`` a prepared :class:`Dataset` or raw arrays
+    (``((x_train, y_train), (x_test, y_test))``). ``save=False`` keeps
+    everything in memory and writes nothing.
+    """
+    cfg = load_config(config, overrides)
+    out_dir = prepare_out_dir(out, cfg, overwrite) if save else None
+    dataset = data if isinstance(data, Dataset) else load_data(cfg.data, arrays=data)
+    if model is None:
+        model = build_model(cfg.model, seed=cfg.seed)
+    elif not model.built:
+        model.build((None, *cfg.model.input_shape))
+    t = cfg.training
+    extra: list[Callback] = [TerminateOnNaN(), *map(make_callback, t.callbacks), *callbacks]
+    if t.progress:
+        extra.append(Progress())
+    if out_dir is not None:
+        if out_dir.exists() and overwrite:
+            shutil.rmtree(out_dir)
+        out_dir.mkdir(parents=True)
+        write_atomic(out_dir / "config.toml", dump_toml(cfg))
+        write_json(out_dir / "environment.json", environment(cfg))
+        extra.append(RunRecorder(out_dir))
+        if t.tensorboard:
+            extra.append(TensorBoard(str(out_dir / "tensorboard")))
+    trainer = make_trainer(cfg, model, -(-len(dataset.x_train) // t.batch_size), extra)
+    started = time.perf_counter()
+    trainer.fit(dataset.x_train, dataset.y_train, validation_data=(dataset.x_valid, dataset.y_valid))
+    final = final_record(trainer, dataset, time.perf_counter() - started)
+    run = Run(out_dir, cfg, model, trainer.history, final, trainer)
+    if out_dir is not None:
+        files = ["config.toml", "environment.json", "metrics.csv", "final.json"]
+        files += save_model(model, out_dir)
+        write_json(out_dir / "final.json", final)
+        write_manifest(out_dir, files)
+    return run
+
+
+def final_record(trainer: Trainer, dataset: Dataset, seconds: float) -> dict[str, Any]:
+    nan = next((c for c in trainer.callbacks if isinstance(c, TerminateOnNaN)), None)
+    status = "diverged" if nan is not None and nan.report else ("stopped" if trainer.stop_reason else "completed")
+    final: dict[str, Any] = {
+        "status": status,
+        "stop_reason": trainer.stop_reason,
+        "epochs_run": len(trainer.history),
+        "steps": int(trainer.state.step),
+        "seconds": seconds,
+        "last": trainer.history[-1] if trainer.history else {},
+    }
+    if nan is not None and nan.report:
+        final["divergence"] = nan.report
+    if dataset.x_test is not None and status != "diverged":
+        final["test_loss"], final["test_accuracy"] = trainer.evaluate(dataset.x_test, dataset.y_test)
+    return final
+
+
+def load_run(directory: str | Path) -> Run:
+    """A finished run back from its directory: config, history and an identical model."""
+    d = Path(directory)
+    if not d.is_dir():
+        raise CheckpointError(f"run directory {str(d)!r} not found")
+    if not (d / MANIFEST).is_file():
+        raise CheckpointError(f"{d}: no {MANIFEST}; the run did not finish (or is not a deepfit run)")
+    verify_manifest(d)
+    cfg = load_config(d / "config.toml")
+    import pandas as pd
+
+    history = pd.read_csv(d / "metrics.csv").to_dict("records") if (d / "metrics.csv").stat().st_size else []
+    return Run(d, cfg, load_model(d), history, read_json(d / "final.json", "final record"))

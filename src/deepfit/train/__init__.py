@@ -1,0 +1,1 @@
+"""The trainer: deepfit's own compiled JAX loop over a Keras model."""

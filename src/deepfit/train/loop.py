@@ -1,0 +1,173 @@
+"""deepfit's training loop, top to bottom.
+
+``Trainer.fit`` runs epochs; each epoch shuffles the training set with a key
+derived from the run's seed and the epoch number, runs the compiled chunk(s)
+of steps, evaluates on the validation set and hands the logs to the callbacks.
+Everything optional is a callback (see ``deepfit.train.events``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import keras
+import numpy as np
+
+from deepfit.train.events import Callback, CallbackList, Chunk, StopTraining
+from deepfit.train.state import N_SUMS, TrainState
+from deepfit.train.step import Schedule, Steps
+
+# Streams of randomness derived from the run's seed (init uses the seed itself).
+DATA_ORDER = 1
+
+
+class Trainer:
+    """Trains a Keras model with a Keras optimizer in deepfit's compiled loop.
+
+    ``shuffle=False`` keeps the data order (as ``model.fit(shuffle=False)``);
+    ``order`` overrides it with an explicit permutation per epoch (tests).
+    """
+
+    def __init__(
+        self,
+        model: keras.Model,
+        optimizer: keras.optimizers.Optimizer,
+        *,
+        loss: str = "sparse_categorical_crossentropy",
+        batch_size: int = 32,
+        epochs: int = 1,
+        seed: int = 0,
+        schedule: Schedule | None = None,
+        callbacks: Sequence[Callback] = (),
+        steps_per_chunk: int | None = None,
+        eval_batch_size: int = 1000,
+        shuffle: bool = True,
+    ):
+        if keras.backend.backend() != "jax":
+            raise RuntimeError(
+                f"deepfit's trainer needs Keras's JAX backend, but KERAS_BACKEND is "
+                f"{keras.backend.backend()!r}: set KERAS_BACKEND=jax before importing keras"
+            )
+        self.model, self.optimizer = model, optimizer
+        self.batch_size, self.epochs, self.seed = batch_size, epochs, seed
+        self.eval_batch_size, self.shuffle = eval_batch_size, shuffle
+        self.callbacks = CallbackList(callbacks)
+        asked = [c.every_n_steps for c in self.callbacks if c.every_n_steps]
+        self.steps_per_chunk = min([steps_per_chunk or math.inf, *asked])
+        if not optimizer.built:
+            optimizer.build(model.trainable_variables)
+        self.steps = Steps(model, optimizer, loss, schedule)
+        self.state = TrainState.from_model(model, optimizer)
+        self.history: list[dict[str, Any]] = []
+        self.stop_training = False
+        self.stop_reason: str | None = None
+
+    # -- data order -------------------------------------------------------
+    def epoch_order(self, epoch: int, n: int) -> np.ndarray:
+        if not self.shuffle:
+            return np.arange(n, dtype=np.int32)
+        # NumPy's seeded generator: 1 ms where jax.random.permutation on the CPU took 100 ms.
+        rng = np.random.Generator(np.random.PCG64([self.seed, DATA_ORDER, epoch]))
+        return rng.permutation(n).astype(np.int32)
+
+    def steps_per_epoch(self, n: int) -> int:
+        return math.ceil(n / self.batch_size)
+
+    @property
+    def epoch(self) -> int:
+        """Epochs completed (derived from the step, so it resumes by itself)."""
+        return int(self.state.step) // self._steps_per_epoch
+
+    # -- the loop -----------------------------------------------------------
+    def fit(self, x, y, validation_data=None) -> list[dict[str, Any]]:
+        """Train until ``epochs`` are done or a callback stops; returns the history rows."""
+        x_all, y_all = jnp.asarray(x), jnp.asarray(y)
+        n = len(x_all)
+        self._steps_per_epoch = self.steps_per_epoch(n)
+        full, rest = divmod(n, self.batch_size)
+        k = int(min(self.steps_per_chunk, full)) if full else 0
+        self.stop_training, self.stop_reason = False, None
+        self.callbacks("on_fit_begin", self)
+        try:
+            while self.epoch < self.epochs and not self.stop_training:
+                epoch = self.epoch
+                position = int(self.state.step) - epoch * self._steps_per_epoch
+                if position == 0:
+                    self.state = self.state.replace(sums=jnp.zeros((N_SUMS,), jnp.float32))
+                self.callbacks("on_epoch_begin", self, epoch)
+                started = time.perf_counter()
+                order = self.epoch_order(epoch, n)
+                rows = order[: full * self.batch_size].reshape(full, self.batch_size)
+                for start in range(position - position % k if k else 0, full, k or 1):
+                    idx = np.zeros((k, self.batch_size), np.int32)
+                    take = rows[start : start + k]
+                    idx[: len(take)] = take
+                    active = np.arange(start, start + k) < full
+                    active &= np.arange(start, start + k) >= position
+                    self._run(epoch, idx, active, x_all, y_all)
+                if rest and position <= full:
+                    self._run(epoch, order[None, full * self.batch_size :], np.ones(1, bool), x_all, y_all)
+                logs = self._epoch_logs(epoch, time.perf_counter() - started, validation_data)
+                self.history.append(logs)
+                self.callbacks("on_epoch_end", self, epoch, logs)
+        except StopTraining as stop:
+            self.stop_reason = str(stop)
+        finally:
+            self.state.to_model(self.model, self.optimizer)
+            self.callbacks("on_fit_end", self)
+        return self.history
+
+    def _run(self, epoch: int, idx: np.ndarray, active: np.ndarray, x_all, y_all) -> None:
+        first = int(self.state.step)
+        self.state, losses, rates = self.steps.run_chunk(self.state, x_all, y_all, idx, active)
+        losses, rates = np.asarray(losses)[active], np.asarray(rates)[active]
+        self.callbacks("on_chunk_end", self, Chunk(epoch, first, first + int(active.sum()), losses, rates))
+
+    def _epoch_logs(self, epoch: int, seconds: float, validation_data) -> dict[str, Any]:
+        loss_sum, correct, count = np.asarray(self.state.sums, np.float64)
+        logs: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "loss": loss_sum / count,
+            "accuracy": correct / count,
+        }
+        if validation_data is not None:
+            val_loss, val_acc = self.evaluate(*validation_data)
+            logs.update(val_loss=val_loss, val_accuracy=val_acc)
+        logs["learning_rate"] = self.learning_rate
+        logs["seconds"] = seconds
+        return logs
+
+    @property
+    def learning_rate(self) -> float:
+        """The rate the last step used (what Keras's ``optimizer.learning_rate`` reads after it)."""
+        if self.steps.lr_index is None:
+            return float(self.optimizer.learning_rate)
+        return float(self.state.optimizer[self.steps.lr_index])
+
+    def evaluate(self, x, y, state: TrainState | None = None) -> tuple[float, float]:
+        """Mean loss (regularization included, as Keras reports it) and accuracy, inference mode."""
+        state = state or self.state
+        sums = np.zeros(3)
+        for xb, yb in batches(np.asarray(x), np.asarray(y), self.eval_batch_size):
+            sums += np.asarray(self.steps.evaluate_batches(state.trainable, state.non_trainable, xb, yb))
+        return float(sums[0] / sums[2]), float(sums[1] / sums[2])
+
+    def predict(self, x, state: TrainState | None = None) -> np.ndarray:
+        """Model outputs in inference mode, batched."""
+        state = state or self.state
+        x, size = np.asarray(x), self.eval_batch_size
+        return np.concatenate([np.asarray(self.steps.forward(state.trainable, state.non_trainable, x[i : i + size]))
+                               for i in range(0, len(x), size)])
+
+
+def batches(x: np.ndarray, y: np.ndarray, size: int):
+    """(K, size, ...) stacks of full batches, then one stack of the remainder."""
+    full = len(x) // size * size
+    if full:
+        yield x[:full].reshape(-1, size, *x.shape[1:]), y[:full].reshape(-1, size, *y.shape[1:])
+    if full < len(x):
+        yield x[None, full:], y[None, full:]
