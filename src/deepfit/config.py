@@ -70,11 +70,11 @@ class ModelConfig(Strict):
     @field_validator("layers")
     @classmethod
     def _layers_build(cls, specs: list[Spec]) -> list[Spec]:
-        from deepfit.nn.build import make_layer
+        from deepfit.nn.build import expand, make_layer
 
         for i, spec in enumerate(specs):
             try:
-                make_layer(spec)
+                make_layer(expand([spec])[0] if isinstance(spec, dict) else spec)
             except ConfigError as e:
                 raise ValueError(f"layer {i}: {e}") from None
         return specs

@@ -2,7 +2,8 @@
 
 A spec is ``{type = "dense", units = 300, activation = "selu",
 kernel_initializer = "lecun_normal"}``: the type names a layer, every other key
-is that Keras layer's own argument. Arguments ending in ``_initializer``,
+is that Keras layer's own argument, except ``repeat = N`` which stacks N copies.
+Arguments ending in ``_initializer``,
 ``_regularizer`` or ``_constraint`` take a Keras name (``"he_normal"``) or a
 table ``{name = "l2", l2 = 0.01}``; ``activation`` takes a Keras name.
 """
@@ -115,6 +116,17 @@ def make_layer(spec: Mapping[str, Any]) -> keras.layers.Layer:
         raise ConfigError(f"layer {kind!r}: {e}") from None
 
 
+def expand(specs: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Layer specs with ``repeat = N`` written out N times (the 100-layer networks)."""
+    out = []
+    for spec in specs:
+        n = spec.get("repeat", 1)
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 10_000:
+            raise ConfigError(f"repeat must be an integer from 1 to 10000, got {n!r}")
+        out += [{k: v for k, v in spec.items() if k != "repeat"} for _ in range(n)]
+    return out
+
+
 def build_model(model_cfg, seed: int | None = None) -> keras.Sequential:
     """A ``keras.Sequential`` from a :class:`~deepfit.config.ModelConfig` (or its dict).
 
@@ -127,7 +139,7 @@ def build_model(model_cfg, seed: int | None = None) -> keras.Sequential:
     if seed is not None:
         keras.utils.set_random_seed(seed)
     layers, counts = [], {}
-    for spec in cfg.layers:
+    for spec in expand(cfg.layers):
         layer = make_layer(spec)
         if "name" not in spec:
             # Keras's own naming as in a fresh session ("dense", "dense_1", ...), whatever
