@@ -9,6 +9,7 @@ before any data is read or any directory is written.
 from __future__ import annotations
 
 import copy
+import math
 import tomllib
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
@@ -134,8 +135,26 @@ class TrainingConfig(Strict):
         return specs
 
 
+def _reject_non_finite(node: Any, where: str = "") -> None:
+    """pydantic's allow_inf_nan stops at typed fields; layer and optimizer specs are free-form."""
+    if isinstance(node, float) and not math.isfinite(node):
+        raise ValueError(f"{where or 'value'} is {node}; only finite numbers are allowed")
+    if isinstance(node, dict):
+        for k, v in node.items():
+            _reject_non_finite(v, f"{where}.{k}" if where else str(k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            _reject_non_finite(v, f"{where}.{i}")
+
+
 class Config(Strict):
     """A whole run: seed, data, model and training."""
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _finite(cls, tree: Any) -> Any:
+        _reject_non_finite(tree)
+        return tree
 
     name: str | None = None
     seed: int = Field(42, ge=0, lt=2**32)

@@ -60,20 +60,20 @@ def resolve(module, value: Any, field: str) -> Any:
     if isinstance(value, Mapping):
         if "name" not in value:
             raise ConfigError(f"{field} = {dict(value)!r} needs a name, e.g. {{ name = 'l2', l2 = 0.01 }}")
-        name = value["name"]
-        ident: Any = {"class_name": name, "config": {k: v for k, v in value.items() if k != "name"}}
+        name, kwargs = value["name"], {k: v for k, v in value.items() if k != "name"}
     else:
-        name, ident = value, value
+        name, kwargs = value, None
+    names = keras_names(module)
+    if not isinstance(name, str) or name.lower() not in names:
+        family = module.__name__.rsplit(".", 1)[-1]
+        raise ConfigError(
+            f"{field}: unknown {family[:-1]} {name!r}.{did_you_mean(str(name), names)} "
+            f"Valid names: {', '.join(names)}."
+        )
     try:
-        return module.get(ident)
+        # Keras's snake_case names are its classes (keras.regularizers.l1_l2 is L1L2).
+        return module.get(name) if kwargs is None else getattr(module, name.lower())(**kwargs)
     except (ValueError, TypeError) as e:
-        names = keras_names(module)
-        if str(name).lower() not in names:
-            family = module.__name__.rsplit(".", 1)[-1]
-            raise ConfigError(
-                f"{field}: unknown {family[:-1]} {name!r}.{did_you_mean(str(name), names)} "
-                f"Valid names: {', '.join(names)}."
-            ) from None
         raise ConfigError(f"{field} = {value!r}: {e}") from None
 
 
@@ -105,15 +105,15 @@ def make_layer(spec: Mapping[str, Any]) -> keras.layers.Layer:
         kwargs[key] = value
     try:
         return cls(**kwargs)
-    except TypeError as e:
+    except (TypeError, ValueError) as e:
+        if "keyword argument" not in str(e):
+            raise ConfigError(f"layer {kind!r}: {e}") from None
         params = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "kwargs")]
+        params += ["name", "dtype", "trainable"]
         bad = [k for k in kwargs if k not in params]
         hint = did_you_mean(bad[0], params) if bad else ""
-        raise ConfigError(
-            f"layer {kind!r}: {e}.{hint} Its arguments: {', '.join(params)}."
-        ) from None
-    except ValueError as e:
-        raise ConfigError(f"layer {kind!r}: {e}") from None
+        raise ConfigError(f"layer {kind!r} has no argument {bad[0] if bad else ''!r}.{hint} "
+                          f"Its arguments: {', '.join(params)}.") from None
 
 
 def expand(specs: list[Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import keras
 import numpy as np
 
+from deepfit.train import compile_cache
 from deepfit.train.events import Callback, CallbackList, Chunk, StopTraining
 from deepfit.train.state import N_SUMS, TrainState
 from deepfit.train.step import Schedule, Steps
@@ -52,6 +53,7 @@ class Trainer:
                 f"deepfit's trainer needs Keras's JAX backend, but KERAS_BACKEND is "
                 f"{keras.backend.backend()!r}: set KERAS_BACKEND=jax before importing keras"
             )
+        compile_cache.enable()
         self.model, self.optimizer = model, optimizer
         self.batch_size, self.epochs, self.seed = batch_size, epochs, seed
         self.eval_batch_size, self.shuffle = eval_batch_size, shuffle
