@@ -22,6 +22,7 @@ import os
 import platform
 import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -126,8 +127,12 @@ def prepare_out_dir(out: str | Path | None, cfg: Config, overwrite: bool) -> Pat
             f"output directory {str(out)!r} already holds files; choose another --out or pass --overwrite"
         )
     parent = next((p for p in [out, *out.parents] if p.exists()), Path("."))
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"cannot write to {str(parent)!r} (permission denied); choose another --out")
+    if not parent.is_dir():
+        raise ConfigError(f"output {str(out)!r} is below the file {str(parent)!r}; choose another --out")
+    try:  # a real write: permissions, read-only mounts and full disks all show here
+        tempfile.TemporaryFile(dir=parent).close()
+    except OSError as e:
+        raise ConfigError(f"cannot write to {str(parent)!r} ({e.strerror or e}); choose another --out") from None
     return out
 
 
