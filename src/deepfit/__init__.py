@@ -15,6 +15,7 @@ from deepfit.data import Dataset, load_data  # noqa: E402
 from deepfit.errors import CheckpointError, ConfigError, DataError, DeepfitError  # noqa: E402
 from deepfit.nn.build import build_model, summary  # noqa: E402
 from deepfit.nn.layers import RReLU  # noqa: E402
+from deepfit.optim.lr_finder import find_lr  # noqa: E402
 from deepfit.optim.optimizers import make_optimizer  # noqa: E402
 from deepfit.optim.schedules import make_schedule  # noqa: E402
 from deepfit.run import Run, load_run, train  # noqa: E402
@@ -24,6 +25,6 @@ from deepfit.train.state import TrainState  # noqa: E402
 
 __all__ = [
     "CheckpointError", "Callback", "Config", "ConfigError", "DataError", "Dataset", "DeepfitError",
-    "RReLU", "Run", "StopTraining", "TrainState", "Trainer", "build_model", "load_config", "load_data",
+    "RReLU", "Run", "StopTraining", "TrainState", "Trainer", "build_model", "find_lr", "load_config", "load_data",
     "load_run", "make_optimizer", "make_schedule", "summary", "train",
 ]

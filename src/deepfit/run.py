@@ -37,8 +37,7 @@ from deepfit.data.prepare import Dataset, load_data
 from deepfit.errors import CheckpointError, ConfigError
 from deepfit.io import MANIFEST, read_json, verify_manifest, write_atomic, write_json, write_manifest
 from deepfit.nn.build import build_model
-from deepfit.optim.optimizers import make_optimizer
-from deepfit.optim.schedules import make_schedule
+from deepfit.optim.plan import make_optimizer_and_schedule
 from deepfit.serialize import load_model, save_model
 from deepfit.train.callbacks import make_callback
 from deepfit.train.callbacks.progress import Progress
@@ -140,10 +139,7 @@ def make_trainer(cfg: Config, model: keras.Model, steps_per_epoch: int,
                  callbacks: Sequence[Callback] = ()) -> Trainer:
     """The Trainer a config describes, around a given model."""
     t = cfg.training
-    optimizer = make_optimizer(t.optimizer)
-    schedule = None
-    if t.schedule is not None:
-        schedule = make_schedule(t.schedule, steps_per_epoch, t.epochs, float(optimizer.learning_rate))
+    optimizer, schedule = make_optimizer_and_schedule(t, steps_per_epoch)
     return Trainer(
         model, optimizer, loss=t.loss, batch_size=t.batch_size, epochs=t.epochs, seed=cfg.seed,
         schedule=schedule, callbacks=callbacks, steps_per_chunk=t.steps_per_chunk,
