@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
+from deepfit.config import Config, dump_toml
 from deepfit.errors import ConfigError
 from deepfit.experiments.spec import Experiment, Variant, load_experiment
 from deepfit.io import fsync_dir, read_json, write_json
@@ -110,7 +111,12 @@ class Runner:
         self.log = log or (lambda s: print(s, file=sys.stderr, flush=True))
         self.claims = Claims(out)
         self.trained: list[tuple[str, int]] = []
-        self.expected = {(v.name, s): exp.resolved(v, s) for v, s in exp.runs()}
+        self.expected = {(v.name, s): dump_toml(self.config(v, s)) for v, s in exp.runs()}
+
+    def config(self, variant: Variant, seed: int) -> Config:
+        cfg = self.exp.config(variant, seed)
+        cfg.training.progress = False  # the runner prints one line per run; bars from workers would interleave
+        return cfg
 
     # -- checks before any work ----------------------------------------------
     def check_existing(self) -> None:
@@ -136,9 +142,7 @@ class Runner:
             return None
         for stale in (self.out / PARTIAL).glob(f"{key}.*"):  # an interrupted attempt: redo it
             shutil.rmtree(stale, ignore_errors=True)
-        config = self.exp.config(variant, seed).to_dict()
-        config.setdefault("training", {})["progress"] = False
-        return Task(variant.name, seed, config)
+        return Task(variant.name, seed, self.config(variant, seed).to_dict())
 
     def tasks(self) -> Iterator[Task | object]:
         """Claims lazily, as the backend has room: concurrent drivers then share the grid."""

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from deepfit.config import Config, dump_toml, load_config, parse_override, read_toml
+from deepfit.config import Config, load_config, parse_override, read_toml
 from deepfit.errors import ConfigError
 
 EXPERIMENT_KEYS = {"name", "base", "seeds", "reference", "metric", "overrides", "variants"}
@@ -82,10 +82,6 @@ class Experiment:
         return {"name": self.name, "base": self.base, "seeds": self.seeds, "reference": self.reference,
                 "metric": self.metric, "overrides": self.overrides,
                 "variants": [{"name": v.name, "overrides": v.overrides} for v in self.variants]}
-
-    def resolved(self, variant: Variant, seed: int) -> str:
-        """The run's config as TOML text: what a finished run's ``config.toml`` must equal to be reused."""
-        return dump_toml(self.config(variant, seed))
 
 
 def _culprit(exp: Experiment, v: Variant) -> str:
