@@ -61,3 +61,15 @@ def test_invalid_override_names_the_variant_and_the_path(tmp_path):
 def test_bad_experiment_files_give_one_clear_error(tmp_path, text, match):
     with pytest.raises(ConfigError, match=match):
         load_experiment(write_experiment(tmp_path, text))
+
+
+def test_the_activations_sweep_file_validates():
+    from pathlib import Path
+
+    exp = load_experiment(Path(__file__).parents[1] / "configs" / "sweeps" / "activations.toml")
+    assert [v.name for v in exp.variants] == ["relu", "elu", "selu", "leaky_relu"] and exp.seeds == [0, 1, 2, 3, 4]
+    selu = exp.config("selu", 0).model.layers
+    assert [(l["activation"], l["kernel_initializer"]) for l in selu[1:3]] == [("selu", "lecun_normal")] * 2
+    assert [l["units"] for l in selu if l["type"] == "dense"] == [300, 100, 10]
+    leaky = exp.config("leaky_relu", 0).model.layers
+    assert [l["type"] for l in leaky] == ["flatten", "dense", "leaky_relu", "dense", "leaky_relu", "dense"]
