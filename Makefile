@@ -4,17 +4,24 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all bench clean
+.PHONY: demo test test-all bench clean browser
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,ray]'
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/deepfit train configs/leaky_relu.toml --out runs/demo-leaky_relu --overwrite
 
-test: $(STAMP)
+# The report test renders HTML in headless Chromium; install it where we can (root + apt), else it skips.
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  apt-get -o DPkg::Lock::Timeout=300 update -qq && \
+	  apt-get -o DPkg::Lock::Timeout=300 install -y -qq chromium >/dev/null; } || \
+	  echo "chromium not installed: the report's browser test will skip"
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q -n 2
 
 bench: $(STAMP)

@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 from deepfit.config import Config, load_config  # noqa: E402
 from deepfit.data import Dataset, load_data  # noqa: E402
 from deepfit.errors import CheckpointError, ConfigError, DataError, DeepfitError  # noqa: E402
+from deepfit.experiments import compare, load_experiment  # noqa: E402
 from deepfit.nn.build import build_model, summary  # noqa: E402
 from deepfit.nn.layers import RReLU  # noqa: E402
 from deepfit.optim.lr_finder import find_lr  # noqa: E402
@@ -22,9 +23,10 @@ from deepfit.run import Run, load_run, train  # noqa: E402
 from deepfit.train.events import Callback, StopTraining  # noqa: E402
 from deepfit.train.loop import Trainer  # noqa: E402
 from deepfit.train.state import TrainState  # noqa: E402
+from deepfit.report import write_report  # noqa: E402
 
 __all__ = [
     "CheckpointError", "Callback", "Config", "ConfigError", "DataError", "Dataset", "DeepfitError",
-    "RReLU", "Run", "StopTraining", "TrainState", "Trainer", "build_model", "find_lr", "load_config", "load_data",
-    "load_run", "make_optimizer", "make_schedule", "summary", "train",
+    "RReLU", "Run", "StopTraining", "TrainState", "Trainer", "build_model", "compare", "find_lr", "load_config",
+    "load_data", "load_experiment", "load_run", "make_optimizer", "make_schedule", "summary", "train", "write_report",
 ]

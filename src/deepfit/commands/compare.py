@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "compare", help="run an experiment's variants over seeds; write tables, statistics and a report",
+        description="Run every (variant, seed) of an experiment file into an experiment directory. Rerunning "
+                    "skips finished runs and redoes interrupted ones; two compares on one directory share the work.",
+        epilog="examples:\n  deepfit compare configs/sweeps/activations.toml --out experiments/act\n"
+               "  deepfit compare configs/sweeps/activations.toml --seeds 3 --backend pool --jobs 2 "
+               "training.epochs=2\n  deepfit compare sweep.toml --backend ray --address auto",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("experiment", help="an experiment TOML file (base, seeds, [[variants]])")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                   help="override a config value in every variant, e.g. training.epochs=2")
+    p.add_argument("--out", help="experiment directory (default: experiments/NAME)")
+    p.add_argument("--seeds", help="a count (5: seeds 0..4) or a list (0,3,7); replaces the file's seeds")
+    p.add_argument("--backend", default="local", choices=["local", "pool", "ray"],
+                   help="where runs execute (default: local, in this process)")
+    p.add_argument("--jobs", type=int, help="runs at once for pool/ray (default: one per CPU core)")
+    p.add_argument("--address", help="Ray cluster address (e.g. auto, or ray://HOST:10001); default: a local Ray")
+    p.add_argument("--no-report", action="store_true", help="write the tables only, not report.md/html")
+    p.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    from deepfit.experiments.runner import compare
+    from deepfit.report.content import fmt, fmt_p
+
+    result = compare(args.experiment, out=args.out, seeds=args.seeds, overrides=args.overrides,
+                     backend=args.backend, jobs=args.jobs, address=args.address, report=not args.no_report)
+    metric = result.experiment.metric
+    print(f"experiment: {result.dir}  ({len(result.trained)} run(s) trained now, {len(result.finals)} finished)")
+    if not result.finals.empty:
+        print(f"final {metric}: mean [95% CI] over seeds")
+        for r in result.summary().itertuples():
+            print(f"  {r.variant:20s} {fmt(r.mean)}  [{fmt(r.ci_low)}, {fmt(r.ci_high)}]  n={r.n}")
+        for r in result.comparisons().itertuples():
+            print(f"  {r.variant} vs {r.reference}: {fmt(r.mean_diff)} [{fmt(r.ci_low)}, {fmt(r.ci_high)}] "
+                  f"p={fmt_p(r.p_value)} ({r.test}): {r.verdict}")
+    if result.report:
+        print(f"report: {result.report['html']}")
+    if result.missing:
+        print(f"missing runs: {len(result.missing)}")
+        return 1
+    return 0

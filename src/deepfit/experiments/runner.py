@@ -1,0 +1,258 @@
+"""Run an experiment's (variant, seed) grid into an experiment directory; resumable and concurrency-safe.
+
+The experiment directory::
+
+    experiment.json          the resolved experiment (base, variants, seeds, reference)
+    runs/VARIANT/seed-S/     one finished run directory each (see deepfit.run)
+    results.csv / .parquet   tidy: one row per (variant, seed, epoch), every metric a column
+    finals.csv / .parquet    one row per (variant, seed): last-epoch and test metrics, status, threads
+    .partial/                runs being trained (moved into runs/ in one rename when complete)
+    .locks/                  one lock file per run
+
+Resume and concurrency rest on two facts. A run appears in ``runs/`` only by an
+atomic ``rename`` of a complete directory, so a finished run is one that exists;
+anything interrupted stays in ``.partial/`` and is redone. And a run is trained
+only by the driver holding its lock (``fcntl.flock``, released by the kernel
+when the holder dies, so a killed ``deepfit compare`` never leaves a stale
+claim): two ``compare`` processes on one directory split the runs between them
+and never train the same (variant, seed) twice. (flock needs a local
+filesystem; on NFS run one ``compare`` per directory.)
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+from deepfit.config import Config, dump_toml
+from deepfit.errors import ConfigError
+from deepfit.experiments.spec import Experiment, Variant, load_experiment
+from deepfit.io import fsync_dir, read_json, write_json
+
+RUNS, PARTIAL, LOCKS = "runs", ".partial", ".locks"
+# Yielded to a backend when every run left is held by another driver: finish yours, then ask again.
+WAIT = object()
+
+
+@dataclass(frozen=True)
+class Task:
+    """One run, as plain data a worker process (or a Ray node) can receive."""
+
+    variant: str
+    seed: int
+    config: dict[str, Any]
+
+    @property
+    def key(self) -> str:
+        return f"{self.variant}__seed-{self.seed}"
+
+
+@dataclass
+class Outcome:
+    """What a finished run reports back to the driver."""
+
+    task: Task
+    final: dict[str, Any]
+    worker: dict[str, Any]
+
+
+def run_dir(exp_dir: Path, variant: str, seed: int) -> Path:
+    return exp_dir / RUNS / variant / f"seed-{seed}"
+
+
+def is_finished(path: Path) -> bool:
+    # Complete directories arrive by rename; the manifest check also rejects a run dir copied in by hand half-way.
+    return (path / "manifest.json").is_file() and (path / "final.json").is_file()
+
+
+class Claims:
+    """Per-run ``flock`` locks held by this driver while it trains those runs."""
+
+    def __init__(self, exp_dir: Path):
+        self.dir = exp_dir / LOCKS
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.held: dict[str, int] = {}
+
+    def acquire(self, key: str, block: bool) -> bool:
+        fd = os.open(self.dir / f"{key}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if block else fcntl.LOCK_NB))
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self.held[key] = fd
+        return True
+
+    def release(self, key: str) -> None:
+        fd = self.held.pop(key, None)
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def release_all(self) -> None:
+        for key in list(self.held):
+            self.release(key)
+
+
+class Runner:
+    """Drives an experiment: claims runs one at a time, hands them to a backend, files the results."""
+
+    def __init__(self, exp: Experiment, out: Path, backend, log: Callable[[str], None] | None = None):
+        self.exp, self.out, self.backend = exp, out, backend
+        self.log = log or (lambda s: print(s, file=sys.stderr, flush=True))
+        self.claims = Claims(out)
+        self.trained: list[tuple[str, int]] = []
+        self.expected = {(v.name, s): dump_toml(self.config(v, s)) for v, s in exp.runs()}
+
+    def config(self, variant: Variant, seed: int) -> Config:
+        cfg = self.exp.config(variant, seed)
+        cfg.training.progress = False  # the runner prints one line per run; bars from workers would interleave
+        return cfg
+
+    # -- checks before any work ----------------------------------------------
+    def check_existing(self) -> None:
+        """A finished run made from another config would silently mix experiments: refuse it."""
+        for (variant, seed), text in self.expected.items():
+            d = run_dir(self.out, variant, seed)
+            if is_finished(d) and (d / "config.toml").read_text(encoding="utf-8") != text:
+                raise ConfigError(
+                    f"{d} was trained with a different config than variant {variant!r} seed {seed} now "
+                    f"describes; write this experiment to another --out (or delete that run to redo it)"
+                )
+
+    # -- claiming -------------------------------------------------------------
+    def pending(self) -> list[tuple[Variant, int]]:
+        return [(v, s) for v, s in self.exp.runs() if not is_finished(run_dir(self.out, v.name, s))]
+
+    def claim(self, variant: Variant, seed: int, block: bool) -> Task | None:
+        key = f"{variant.name}__seed-{seed}"
+        if not self.claims.acquire(key, block):
+            return None
+        if is_finished(run_dir(self.out, variant.name, seed)):  # another driver finished it meanwhile
+            self.claims.release(key)
+            return None
+        for stale in (self.out / PARTIAL).glob(f"{key}.*"):  # an interrupted attempt: redo it
+            shutil.rmtree(stale, ignore_errors=True)
+        return Task(variant.name, seed, self.config(variant, seed).to_dict())
+
+    def tasks(self) -> Iterator[Task | object]:
+        """Claims lazily, as the backend has room: concurrent drivers then share the grid."""
+        while True:
+            pending = [(v, s) for v, s in self.pending() if f"{v.name}__seed-{s}" not in self.claims.held]
+            got = False
+            for v, s in pending:
+                task = self.claim(v, s, block=False)
+                if task is not None:
+                    got = True
+                    yield task
+            if got:
+                continue
+            if self.claims.held:  # ours still in flight: let the backend finish them first
+                yield WAIT
+                continue
+            pending = self.pending()
+            if not pending:
+                return
+            # Everything left is held by another driver: wait for it; if that driver died, the run is ours.
+            v, s = pending[0]
+            self.log(f"waiting for another deepfit compare training {v.name} seed {s}")
+            task = self.claim(v, s, block=True)
+            if task is not None:
+                yield task
+
+    def partial(self, task: Task) -> Path:
+        p = self.out / PARTIAL / f"{task.key}.{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def finish(self, task: Task, partial: Path, outcome: Outcome) -> None:
+        """Move a complete run into place in one rename, then let go of its claim."""
+        try:
+            write_json(partial / "worker.json", {**outcome.worker, "backend": self.backend.name})
+            target = run_dir(self.out, task.variant, task.seed)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.exists():  # only an unfinished leftover can be here (we hold the claim)
+                shutil.rmtree(target)
+            os.rename(partial, target)
+            fsync_dir(target.parent)
+            self.trained.append((task.variant, task.seed))
+            last = outcome.final.get("last", {})
+            metric = self.exp.metric
+            shown = f"{metric} {last[metric]:.4f}" if isinstance(last.get(metric), float) else outcome.final["status"]
+            done = sum(is_finished(run_dir(self.out, v.name, s)) for v, s in self.exp.runs())
+            self.log(f"[{done}/{len(self.expected)}] {task.variant} seed {task.seed}: {shown} "
+                     f"({outcome.final.get('seconds', 0.0):.1f}s, {outcome.worker.get('threads')} thread(s))")
+        finally:
+            self.claims.release(task.key)
+
+    def abandon(self, task: Task) -> None:
+        self.claims.release(task.key)
+
+    def run(self) -> None:
+        self.check_existing()
+        write_json(self.out / "experiment.json", self.exp.to_dict())
+        try:
+            self.backend.run(self.tasks(), self)
+        finally:
+            self.claims.release_all()
+
+
+def compare(
+    experiment: str | Path | Mapping[str, Any] | Experiment,
+    out: str | Path | None = None,
+    *,
+    seeds: int | str | Sequence[int] | None = None,
+    overrides: Sequence[str] | Mapping[str, Any] = (),
+    backend: str = "local",
+    jobs: int | None = None,
+    address: str | None = None,
+    report: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> "ExperimentResult":
+    """Run every (variant, seed) of an experiment, then write its tables (and report).
+
+    Rerunning on the same ``out`` skips finished runs and redoes interrupted
+    ones; concurrent calls on one ``out`` share the work. ``backend`` is
+    ``"local"`` (in this process), ``"pool"`` (``jobs`` processes) or ``"ray"``
+    (``address`` of a cluster, or a local Ray); the per-run results do not
+    depend on it.
+    """
+    from deepfit.experiments.backends import make_backend
+    from deepfit.experiments.tables import ExperimentResult, write_tables
+
+    exp = load_experiment(experiment, seeds=seeds, overrides=overrides)
+    out_dir = Path(out) if out is not None else Path("experiments") / exp.name
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out {str(out_dir)!r} is a file, not a directory; choose another --out")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    runner = Runner(exp, out_dir, make_backend(backend, jobs=jobs, address=address), log)
+    started = time.perf_counter()
+    with runner.backend:
+        runner.run()
+    result = write_tables(out_dir, exp)
+    result.trained = runner.trained
+    result.seconds = time.perf_counter() - started
+    if report:
+        from deepfit.report import write_report
+
+        result.report = write_report(out_dir)
+    return result
+
+
+def read_experiment(exp_dir: str | Path) -> Experiment:
+    """The experiment a directory was made from (its ``experiment.json``)."""
+    d = Path(exp_dir)
+    tree = read_json(d / "experiment.json", "experiment record")
+    return load_experiment(tree)
+
+
+__all__ = ["Claims", "Outcome", "Runner", "Task", "compare", "is_finished", "read_experiment", "run_dir"]

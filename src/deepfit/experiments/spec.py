@@ -1,0 +1,222 @@
+"""An experiment: a base config, named variants (overrides by dotted path) and seeds.
+
+An experiment file is TOML::
+
+    name = "activations"            # optional
+    base = "../leaky_relu.toml"     # relative to this file, or an inline table
+    seeds = [0, 1, 2, 3, 4]         # or a count: seeds = 5 means 0..4
+    reference = "relu"              # the variant others are compared with (default: the first)
+    metric = "val_accuracy"         # the headline metric of the report (default)
+    overrides = { "training.epochs" = 5 }   # applied to every variant, before its own
+
+    [[variants]]
+    name = "relu"
+    overrides = { "model.layers.1.activation" = "relu" }
+
+Every (variant, seed) config is validated before anything runs: an invalid
+override fails at once, naming the variant and the dotted path.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from deepfit.config import Config, load_config, parse_override, read_toml
+from deepfit.errors import ConfigError
+
+EXPERIMENT_KEYS = {"name", "base", "seeds", "reference", "metric", "overrides", "variants"}
+VARIANT_KEYS = {"name", "overrides"}
+# A variant name becomes a directory name: keep it portable and unambiguous.
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Experiment:
+    """What to run: ``base`` (a config tree) × ``variants`` × ``seeds``."""
+
+    name: str
+    base: dict[str, Any]
+    variants: list[Variant]
+    seeds: list[int]
+    reference: str
+    metric: str = "val_accuracy"
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def config(self, variant: str | Variant, seed: int) -> Config:
+        """The validated config of one run: base, shared overrides, the variant's, then the seed."""
+        v = variant if isinstance(variant, Variant) else self.variant(variant)
+        tree = copy.deepcopy(self.base)
+        tree.setdefault("name", f"{self.name}-{v.name}")
+        return load_config(tree, {**self.overrides, **v.overrides, "seed": seed})
+
+    def variant(self, name: str) -> Variant:
+        for v in self.variants:
+            if v.name == name:
+                return v
+        raise ConfigError(f"experiment {self.name!r} has no variant {name!r}; its variants: "
+                          f"{', '.join(v.name for v in self.variants)}")
+
+    def runs(self) -> list[tuple[Variant, int]]:
+        """Every (variant, seed), seed-major so an interrupted sweep has every variant on its first seeds."""
+        return [(v, s) for s in self.seeds for v in self.variants]
+
+    def validate(self) -> None:
+        """Build every run's config now, so a typo fails before hours of training."""
+        for v in self.variants:
+            try:
+                self.config(v, self.seeds[0])
+            except ConfigError as e:
+                raise ConfigError(f"experiment {self.name!r}, variant {v.name!r}{_culprit(self, v)}: {e}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "base": self.base, "seeds": self.seeds, "reference": self.reference,
+                "metric": self.metric, "overrides": self.overrides,
+                "variants": [{"name": v.name, "overrides": v.overrides} for v in self.variants]}
+
+
+def _culprit(exp: Experiment, v: Variant) -> str:
+    """Name the override path(s) that break the config when applied alone to the base."""
+    bad = []
+    for key, value in {**exp.overrides, **v.overrides}.items():
+        try:
+            load_config(copy.deepcopy(exp.base), {key: value})
+        except ConfigError:
+            bad.append(key)
+    return f" (override {', '.join(repr(b) for b in bad)})" if bad else ""
+
+
+def _seeds(value: Any, origin: str) -> list[int]:
+    if isinstance(value, bool):
+        value = None
+    if isinstance(value, int) and value >= 1:
+        return list(range(value))
+    if (isinstance(value, list) and value and all(isinstance(s, int) and not isinstance(s, bool)
+                                                  and 0 <= s < 2**32 for s in value)
+            and len(set(value)) == len(value)):
+        return list(value)
+    raise ConfigError(f"{origin}: seeds = {value!r} must be a count (seeds = 5) or a list of distinct "
+                      f"non-negative integers (seeds = [0, 1, 2])")
+
+
+def parse_seeds(text: str | int | Sequence[int]) -> list[int]:
+    """``5`` → [0..4]; ``"0,3,7"`` → [0, 3, 7] (the CLI's ``--seeds``)."""
+    if isinstance(text, str):
+        parts = [p.strip() for p in text.split(",") if p.strip()]
+        try:
+            nums = [int(p) for p in parts]
+        except ValueError:
+            raise ConfigError(f"--seeds {text!r}: give a count (--seeds 5) or a list (--seeds 0,1,2)") from None
+        return _seeds(nums[0] if len(nums) == 1 and "," not in text else nums, "--seeds")
+    return _seeds(list(text) if not isinstance(text, int) else text, "seeds")
+
+
+def _overrides(value: Any, origin: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if isinstance(value, Mapping):
+        # TOML's dotted keys inside an inline table nest: {"a.b" = 1} stays flat only when quoted.
+        return dict(_flatten(value))
+    if isinstance(value, list) and all(isinstance(x, str) for x in value):
+        return dict(parse_override(x) for x in value)
+    raise ConfigError(f"{origin}: overrides must be a table of dotted paths to values, "
+                      f"e.g. overrides = {{ \"training.epochs\" = 5 }}; got {value!r}")
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = ""):
+    for k, v in tree.items():
+        key = f"{prefix}{k}"
+        # A nested table from unquoted dotted keys (a.b = 1) is a path; a quoted "a.b" key already is one.
+        if isinstance(v, Mapping) and not _is_value_table(key, v):
+            yield from _flatten(v, key + ".")
+        else:
+            yield key, v
+
+
+def _is_value_table(key: str, v: Mapping[str, Any]) -> bool:
+    # Specs such as optimizer = { name = "nadam", ... } are values, not paths.
+    return "name" in v or "type" in v
+
+
+def load_experiment(
+    source: str | Path | Mapping[str, Any] | Experiment,
+    seeds: int | str | Sequence[int] | None = None,
+    overrides: Sequence[str] | Mapping[str, Any] = (),
+) -> Experiment:
+    """An :class:`Experiment` from a TOML path or a dict, validated (every variant's config built).
+
+    ``seeds`` replaces the file's seeds; ``overrides`` (dotted path → value, or
+    ``"path=value"`` strings) apply to every variant, after the file's shared ones.
+    """
+    if isinstance(source, Experiment):
+        exp = copy.deepcopy(source)
+    else:
+        if isinstance(source, Mapping):
+            tree, origin, here = copy.deepcopy(dict(source)), "experiment", Path(".")
+        else:
+            tree, origin, here = read_toml(source), f"experiment {str(source)!r}", Path(source).parent
+        exp = _from_tree(tree, origin, here, default_name=Path(str(source)).stem if not isinstance(source, Mapping)
+                         else "experiment")
+    if seeds is not None:
+        exp.seeds = parse_seeds(seeds)
+    extra = overrides.items() if isinstance(overrides, Mapping) else map(parse_override, overrides)
+    exp.overrides = {**exp.overrides, **dict(extra)}
+    exp.validate()
+    return exp
+
+
+def _from_tree(tree: dict[str, Any], origin: str, here: Path, default_name: str) -> Experiment:
+    unknown = sorted(set(tree) - EXPERIMENT_KEYS)
+    if unknown:
+        raise ConfigError(f"{origin}: unknown key {unknown[0]!r}; an experiment has "
+                          f"{', '.join(sorted(EXPERIMENT_KEYS))}")
+    base = tree.get("base")
+    if isinstance(base, str):
+        path = Path(base) if Path(base).is_absolute() else here / base
+        base = read_toml(path)
+    elif base is None or not isinstance(base, Mapping):
+        raise ConfigError(f"{origin}: base must be a config file path (relative to the experiment file) "
+                          f"or an inline table; got {base!r}")
+    variants_raw = tree.get("variants")
+    if not isinstance(variants_raw, list) or not variants_raw:
+        raise ConfigError(f"{origin}: needs at least one [[variants]] table with a name")
+    variants: list[Variant] = []
+    for i, v in enumerate(variants_raw):
+        if not isinstance(v, Mapping) or "name" not in v:
+            raise ConfigError(f"{origin}: variants[{i}] needs a name, e.g. [[variants]] name = \"relu\"")
+        bad = sorted(set(v) - VARIANT_KEYS)
+        if bad:
+            raise ConfigError(f"{origin}: variant {v['name']!r}: unknown key {bad[0]!r}; a variant has "
+                              f"name and overrides")
+        name = v["name"]
+        if not isinstance(name, str) or not NAME.match(name):
+            raise ConfigError(f"{origin}: variant name {name!r} must be 1-64 letters, digits, '_', '-', '.', '+' "
+                              f"(it names a directory)")
+        if any(x.name == name for x in variants):
+            raise ConfigError(f"{origin}: two variants are named {name!r}; names must be unique")
+        variants.append(Variant(name, _overrides(v.get("overrides"), f"{origin}: variant {name!r}")))
+    reference = tree.get("reference", variants[0].name)
+    if reference not in [v.name for v in variants]:
+        raise ConfigError(f"{origin}: reference = {reference!r} is not a variant; choose one of "
+                          f"{', '.join(v.name for v in variants)}")
+    name = tree.get("name", default_name)
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{origin}: name must be a non-empty string; got {name!r}")
+    metric = tree.get("metric", "val_accuracy")
+    if not isinstance(metric, str):
+        raise ConfigError(f"{origin}: metric must be a metric name such as 'val_accuracy'; got {metric!r}")
+    return Experiment(name=name, base=dict(base), variants=variants,
+                      seeds=_seeds(tree.get("seeds", [0, 1, 2, 3, 4]), origin), reference=reference,
+                      metric=metric, overrides=_overrides(tree.get("overrides"), f"{origin}: overrides"))
+
+
+__all__ = ["Experiment", "Variant", "load_experiment", "parse_seeds"]

@@ -1,0 +1,47 @@
+"""The report as one standalone HTML file: tables as HTML, figures embedded as base64 PNG."""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+from deepfit.io import write_atomic
+from deepfit.report.content import ReportContent
+
+STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem; color: #222; }
+table { border-collapse: collapse; margin: 0.5rem 0 1.5rem; }
+th, td { border: 1px solid #ccc; padding: 0.25rem 0.6rem; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+th { background: #f3f3f3; }
+figure { margin: 1rem 0 2rem; }
+figcaption { color: #555; font-size: 0.9rem; }
+p.note { color: #555; font-size: 0.9rem; }
+"""
+
+
+def render(content: ReportContent) -> str:
+    e = html.escape
+    out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', f"<title>{e(content.title)}</title>",
+           f"<style>{STYLE}</style></head><body>", f"<h1>{e(content.title)}</h1>"]
+    out += [f"<p>{e(p)}</p>" for p in content.intro]
+    for i, t in enumerate(content.tables):
+        out.append(f'<h2>{e(t.title)}</h2><table class="results" id="table-{i}"><thead><tr>'
+                   + "".join(f"<th>{e(h)}</th>" for h in t.header) + "</tr></thead><tbody>")
+        out += ["<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in t.rows]
+        out.append("</tbody></table>")
+        if t.note:
+            out.append(f'<p class="note">{e(t.note)}</p>')
+    for f in content.figures:
+        data = base64.b64encode(f.png).decode("ascii")
+        out.append(f'<figure id="fig-{e(f.name)}"><img alt="{e(f.caption)}" src="data:image/png;base64,{data}">'
+                   f"<figcaption>{e(f.caption)}</figcaption></figure>")
+    out.append("</body></html>")
+    return "\n".join(out)
+
+
+def write(content: ReportContent, directory: Path) -> Path:
+    path = directory / "report.html"
+    write_atomic(path, render(content))
+    return path

@@ -1,0 +1,79 @@
+"""Small experiments for the tests: a 784-16-10 network on 1,000 training images, 2 epochs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+BASE = """\
+seed = 0
+[data]
+validation_size = 200
+train_size = 1000
+scaling = "standardize"
+[model]
+input_shape = [28, 28]
+layers = [
+  { type = "flatten" },
+  { type = "dense", units = 16, activation = "relu", kernel_initializer = "he_normal" },
+  { type = "dense", units = 10, activation = "softmax" },
+]
+[training]
+epochs = 2
+batch_size = 50
+optimizer = { name = "sgd", learning_rate = 0.01 }
+"""
+
+EXPERIMENT = """\
+name = "tiny"
+base = "base.toml"
+seeds = [0, 1, 2, 3, 4]
+reference = "relu"
+[[variants]]
+name = "relu"
+[[variants]]
+name = "selu"
+overrides = { "model.layers.1.activation" = "selu", "model.layers.1.kernel_initializer" = "lecun_normal" }
+[[variants]]
+name = "elu"
+overrides = { "model.layers.1.activation" = "elu" }
+"""
+
+
+def write_experiment(directory: Path, experiment: str = EXPERIMENT, base: str = BASE) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "base.toml").write_text(base)
+    path = directory / "experiment.toml"
+    path.write_text(experiment)
+    return path
+
+
+def fake_experiment_dir(directory: Path, finals: dict[str, list[float]], curves: dict[str, list[list[float]]],
+                        reference: str) -> Path:
+    """An experiment directory written by hand (no training): hand-made numbers for report tests.
+
+    ``finals[variant][seed]`` is the last val_accuracy; ``curves[variant][seed]`` its per-epoch values.
+    """
+    variants = list(finals)
+    seeds = list(range(len(finals[variants[0]])))
+    base = {"model": {"layers": [{"type": "flatten"}, {"type": "dense", "units": 10, "activation": "softmax"}]}}
+    spec = {"name": "handmade", "base": base, "seeds": seeds, "reference": reference, "metric": "val_accuracy",
+            "overrides": {}, "variants": [{"name": v, "overrides": {}} for v in variants]}
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "experiment.json").write_text(json.dumps(spec))
+    for v in variants:
+        for s in seeds:
+            d = directory / "runs" / v / f"seed-{s}"
+            d.mkdir(parents=True)
+            rows = ["epoch,loss,accuracy,val_loss,val_accuracy,learning_rate,seconds"]
+            for e, acc in enumerate(curves[v][s]):
+                rows.append(f"{e + 1},{1 - acc:.6f},{acc:.6f},{1.1 - acc:.6f},{acc!r},0.01,1.0")
+            (d / "metrics.csv").write_text("\n".join(rows) + "\n")
+            acc = finals[v][s]
+            last = {"epoch": len(curves[v][s]), "loss": 1 - acc, "accuracy": acc, "val_loss": 1.1 - acc,
+                    "val_accuracy": acc, "learning_rate": 0.01, "seconds": 1.0}
+            (d / "final.json").write_text(json.dumps({"status": "completed", "stop_reason": None,
+                                                      "epochs_run": len(curves[v][s]), "seconds": 1.0,
+                                                      "last": last}))
+            (d / "manifest.json").write_text("{}")
+    return directory
