@@ -118,10 +118,10 @@ def predict_proba(model: keras.Model, x, batch_size: int = 1000) -> np.ndarray:
     non_trainable = [v.value for v in model.non_trainable_variables]
 
     @jax.jit
-    def forward(xb):
+    def forward(trainable, non_trainable, xb):
         return model.stateless_call(trainable, non_trainable, xb, training=False)[0]
 
-    out = [np.asarray(forward(xb))[:n] for xb, n in _padded_batches(x, size)]
+    out = [np.asarray(forward(trainable, non_trainable, xb))[:n] for xb, n in _padded_batches(x, size)]
     return class_probabilities(np.concatenate(out))
 
 
@@ -154,10 +154,11 @@ def mc_predict(
     trainable = [v.value for v in model.trainable_variables]
     non_trainable = [v.value for v in model.non_trainable_variables]
     ids = [id(v) for v in model.non_trainable_variables]
-    slots = [ids.index(id(layer.seed_generator.state)) for layer in layers]
+    # A layer with rate 0 has no seed generator (Keras makes none): it never samples.
+    slots = [ids.index(id(layer.seed_generator.state)) for layer in layers if hasattr(layer, "seed_generator")]
 
     @jax.jit
-    def passes(seed_states, xb):
+    def passes(trainable, non_trainable, seed_states, xb):
         def one(states):
             nt = list(non_trainable)
             for j, slot in enumerate(slots):
@@ -170,8 +171,8 @@ def mc_predict(
     out = []
     for b, (xb, n) in enumerate(_padded_batches(x, size)):
         # One raw uint32 key per (sample, dropout layer): a SeedGenerator's state is such a key.
-        keys = jax.random.split(jax.random.fold_in(base, b), samples * len(slots))
-        states = keys.reshape(samples, len(slots), 2).astype(jnp.uint32)
-        out.append(np.asarray(passes(states, xb))[:, :n])
+        keys = jax.random.split(jax.random.fold_in(base, b), samples * max(len(slots), 1))
+        states = keys.reshape(samples, -1, 2)[:, : len(slots)].astype(jnp.uint32)
+        out.append(np.asarray(passes(trainable, non_trainable, states, xb))[:, :n])
     probs = class_probabilities(np.concatenate(out, axis=1))
     return summarize(probs, keep=keep_samples)
