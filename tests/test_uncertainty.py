@@ -131,3 +131,13 @@ def test_errors_a_user_can_cause():
         mc_predict(m, np.zeros((2, 3)))
     with pytest.raises(df.ConfigError, match="samples"):
         mc_predict(dropout_model(0.1), np.zeros((2, 6)), samples=0)
+
+
+def test_how_passes_are_vectorized_does_not_change_the_result():
+    m = dropout_model(0.4)
+    x = np.random.default_rng(0).normal(size=(12, 6)).astype(np.float32)
+    a = mc_predict(m, x, samples=5, sample_batch=1, keep_samples=True)
+    b = mc_predict(m, x, samples=5, sample_batch=2, keep_samples=True)  # 2 + 2 + a remainder of 1
+    c = mc_predict(m, x, samples=5, sample_batch=5, keep_samples=True)  # a single vmap
+    np.testing.assert_allclose(a.all_samples, b.all_samples, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(a.all_samples, c.all_samples, rtol=1e-6, atol=1e-7)

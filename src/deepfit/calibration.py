@@ -96,8 +96,9 @@ def reliability_diagram(
         full = b.counts > 0
         ax.bar(b.edges[:-1][full], b.accuracy[full], width=width, align="edge", edgecolor="black",
                color="tab:blue", label="accuracy")
-        ax.bar(b.edges[:-1][full], (b.confidence - b.accuracy)[full], bottom=b.accuracy[full], width=width,
-               align="edge", color="tab:red", alpha=0.3, label="gap to confidence")
+        low = np.minimum(b.accuracy, b.confidence)[full]
+        ax.bar(b.edges[:-1][full], np.abs(b.confidence - b.accuracy)[full], bottom=low, width=width,
+               align="edge", color="tab:red", alpha=0.35, hatch="//", edgecolor="tab:red", label="gap to confidence")
         ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
         m = calibration_metrics(probs, y, bins)
         ax.set_title(f"{name}\nacc {m['accuracy']:.4f}  NLL {m['nll']:.4f}  ECE {m['ece']:.4f}", fontsize=10)

@@ -44,7 +44,7 @@ def predict_run(
     out: str | Path | None = None,
     figure: str | Path | None = None,
     bins: int = 15,
-    batch_size: int = 1000,
+    batch_size: int = 250,
 ) -> dict[str, Any]:
     """Predict a run's ``split`` (data as its config prepares it); write the CSV and the diagram.
 

@@ -19,7 +19,7 @@ def register(sub) -> None:
     p.add_argument("--out", help="CSV file (default RUN_DIR/predictions-SPLIT.csv)")
     p.add_argument("--figure", help="reliability diagram PNG (default RUN_DIR/figures/reliability-SPLIT.png)")
     p.add_argument("--bins", type=int, default=15, help="equal-width confidence bins for ECE (default 15)")
-    p.add_argument("--batch-size", type=int, default=1000, help="inputs per compiled call (default 1000)")
+    p.add_argument("--batch-size", type=int, default=250, help="inputs per compiled call (default 250)")
     p.set_defaults(handler=run)
 
 
