@@ -126,3 +126,13 @@ def test_freeze_config_is_validated():
     with pytest.raises(df.ConfigError, match="restore_best_weights"):
         df.load_config(config(freeze=[{"epochs": 1, "trainable": "all"}],
                               callbacks=[{"name": "early_stopping", "restore_best_weights": True}]))
+
+
+def test_an_unknown_layer_in_a_phase_fails_before_the_run_directory_is_made(tmp_path):
+    x = np.zeros((40, 2, 2), np.uint8)
+    cfg = {"data": {"source": "arrays", "validation_size": 10},
+           "model": {"input_shape": [2, 2], "layers": [{"type": "flatten"}, {"type": "dense", "units": 2}]},
+           "training": {"freeze": [{"epochs": 1, "trainable": ["dense", "dens"]}], "progress": False}}
+    with pytest.raises(df.ConfigError, match=r"training.freeze.0.trainable: no layer named 'dens'"):
+        df.train(cfg, tmp_path / "run", data=((x, np.zeros(40, int)), (None, None)))
+    assert not (tmp_path / "run").exists()

@@ -176,7 +176,7 @@ def train(
     if t.freeze:
         from deepfit.train.callbacks.freeze_schedule import FreezeSchedule
 
-        extra.append(FreezeSchedule.from_config(cfg))
+        extra.append(FreezeSchedule.from_config(cfg, model))
     if t.progress:
         extra.append(Progress())
     if out_dir is not None:

@@ -106,6 +106,11 @@ def build_from_run(cfg, seed: int | None = None) -> keras.Sequential:
     from deepfit.run import load_run
 
     directory = Path(cfg.from_run).expanduser()
+    if not directory.is_dir():
+        raise ConfigError(
+            f"model.from_run = {cfg.from_run!r}: no such run directory; train that run first "
+            f"(e.g. deepfit train configs/task_a.toml --out {cfg.from_run}) or point from_run at one"
+        )
     source = load_run(directory).model
     got = list(source.inputs[0].shape[1:])
     if "input_shape" in cfg.model_fields_set and list(cfg.input_shape) != got:

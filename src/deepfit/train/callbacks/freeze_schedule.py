@@ -16,7 +16,8 @@ from typing import Any, Mapping, Sequence
 
 import keras
 
-from deepfit.nn.transfer import BatchNormRule, Selector, set_trainable
+from deepfit.errors import ConfigError
+from deepfit.nn.transfer import BatchNormRule, Selector, select_layers, set_trainable
 from deepfit.optim.optimizers import make_optimizer
 from deepfit.train.events import Callback
 from deepfit.train.state import TrainState
@@ -66,11 +67,19 @@ class FreezeSchedule(Callback):
         self.trainable_layers: list[list[str]] = []
 
     @classmethod
-    def from_config(cls, cfg) -> "FreezeSchedule":
+    def from_config(cls, cfg, model: keras.Model | None = None) -> "FreezeSchedule":
+        """The schedule ``training.freeze`` describes; with ``model``, its layer names are checked now."""
         t = cfg.training
         head = len(cfg.model.layers) if cfg.model.from_run else 1
         phases = [p.model_dump() for p in t.freeze]
-        return cls(phases, t.optimizer, t.loss, head, t.frozen_batch_norm)
+        schedule = cls(phases, t.optimizer, t.loss, head, t.frozen_batch_norm)
+        if model is not None:
+            for i, (_, trainable) in enumerate(schedule.phases):
+                try:
+                    select_layers(model, trainable, head)
+                except ConfigError as e:
+                    raise ConfigError(f"training.freeze.{i}.trainable: {e}") from None
+        return schedule
 
     def phase_at(self, epoch: int) -> int:
         """The phase an epoch (0-based) belongs to; the last one lasts until training ends."""
