@@ -163,9 +163,9 @@ def set_trainable(
     Returns the names of the trainable layers. With ``batch_norm="trainable"``
     BatchNormalization layers are never frozen; with ``"inference"`` (Keras's
     rule) a frozen one normalizes with its moving statistics and leaves them be.
-    A model whose trainable set changed needs a new optimizer and a new
-    :class:`~deepfit.train.loop.Trainer` (or ``Trainer.rebuild``-style swap, as
-    the freeze schedule does): the trainer splits variables when it is built.
+    A model whose trainable set changed needs a new optimizer and a re-split
+    training state (a new :class:`~deepfit.train.loop.Trainer`, or
+    ``freeze_schedule.swap_optimizer``): the trainer splits variables when built.
     """
     if batch_norm not in ("inference", "trainable"):
         raise ConfigError(f"batch_norm = {batch_norm!r}: use 'inference' (Keras's rule) or 'trainable'")
