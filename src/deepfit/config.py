@@ -35,6 +35,14 @@ class DataConfig(Strict):
     named as the official release, in ``path``), ``"download"`` (the official
     files, checked and cached in ``cache_dir``) or ``"arrays"`` (NumPy arrays
     handed to :func:`deepfit.train` from Python).
+
+    A task split keeps some classes only, in train, validation and test alike
+    (the notebook's tasks A and B): ``classes = [0, 1, 2, 3, 4, 7, 8, 9]`` keeps
+    those classes and relabels them 0..k-1 in the order listed;
+    ``positive_class = 6`` with ``negative_class = 5`` (or a list) makes a binary
+    task with labels 1 and 0, for a sigmoid output and ``binary_crossentropy``.
+    The split applies after the validation split and before ``train_size``, so
+    ``train_size = 200`` keeps the first 200 training images *of the task*.
     """
 
     source: Literal["fashion_mnist", "directory", "download", "arrays"] = "fashion_mnist"
@@ -43,6 +51,9 @@ class DataConfig(Strict):
     validation_size: int = Field(5000, ge=0)
     train_size: int | None = Field(None, gt=0)
     scaling: Literal["none", "divide255", "standardize"] = "divide255"
+    classes: list[int] | None = Field(None, min_length=1)
+    positive_class: int | None = Field(None, ge=0)
+    negative_class: int | list[int] | None = None
 
     @pydantic.model_validator(mode="after")
     def _path_for_directory(self) -> "DataConfig":
@@ -50,16 +61,49 @@ class DataConfig(Strict):
             raise ValueError("source = 'directory' needs path = 'DIR' (a folder of IDX files)")
         return self
 
+    @pydantic.model_validator(mode="after")
+    def _task_split(self) -> "DataConfig":
+        if self.classes is not None:
+            if self.positive_class is not None or self.negative_class is not None:
+                raise ValueError("give either classes = [...] (keep and relabel) or positive_class / "
+                                 "negative_class (a binary task), not both")
+            if any(c < 0 for c in self.classes) or len(set(self.classes)) != len(self.classes):
+                raise ValueError(f"classes must be distinct non-negative class indices, got {self.classes}")
+        if (self.positive_class is None) != (self.negative_class is None):
+            raise ValueError("a binary task needs both positive_class and negative_class "
+                             f"(got positive_class = {self.positive_class}, negative_class = {self.negative_class})")
+        if self.positive_class is not None:
+            negatives = self.negative_classes
+            if not negatives or any(c < 0 for c in negatives) or len(set(negatives)) != len(negatives):
+                raise ValueError(f"negative_class must be a class index or a list of distinct ones, "
+                                 f"got {self.negative_class}")
+            if self.positive_class in negatives:
+                raise ValueError(f"positive_class {self.positive_class} is also a negative_class")
+        return self
+
+    @property
+    def negative_classes(self) -> list[int]:
+        n = self.negative_class
+        return [] if n is None else [n] if isinstance(n, int) else list(n)
+
 
 class ModelConfig(Strict):
     """A ``keras.Sequential`` network: an input shape and a list of layer specs.
 
     Each spec is ``{type = "dense", units = 300, ...}`` with Keras's own argument
     names; ``deepfit list layers`` shows the types.
+
+    Transfer learning: ``from_run = "runs/task_a"`` starts from a finished run's
+    model, keeps all its layers but the last ``drop_last`` (cloned, with their
+    trained weights unless ``reuse_weights = false``) and adds ``layers`` on top
+    as the new head. A relative path is relative to the working directory.
     """
 
     input_shape: list[int] = Field(default_factory=lambda: [28, 28])
     layers: list[Spec] = Field(min_length=1)
+    from_run: str | None = None
+    drop_last: int = Field(1, ge=0)
+    reuse_weights: bool = True
 
     @field_validator("input_shape")
     @classmethod
@@ -81,8 +125,30 @@ class ModelConfig(Strict):
         return specs
 
 
+class FreezePhase(Strict):
+    """One phase of a freeze schedule: for ``epochs`` epochs, only ``trainable`` layers learn.
+
+    ``trainable``: ``"all"``, ``"head"`` (the layers ``model.layers`` adds on top of
+    a reused model; without ``from_run``, the output layer), ``"none"``, or a
+    list of layer indexes (in ``model.layers``, Flatten is 0; negative from the
+    end) and layer names.
+    """
+
+    epochs: int = Field(ge=1, le=100_000)
+    trainable: Literal["all", "head", "none"] | list[int | str]
+
+
 class TrainingConfig(Strict):
-    """Loss, optimizer, schedule, epochs and callbacks."""
+    """Loss, optimizer, schedule, epochs and callbacks.
+
+    ``freeze = [{ epochs = 4, trainable = "head" }, { epochs = 16, trainable = "all" }]``
+    trains in phases, with a fresh optimizer at each (the notebook recompiles);
+    epochs, history and data order continue. The last phase lasts until
+    ``epochs`` if the phases are shorter. ``frozen_batch_norm``: ``"inference"``
+    (Keras's rule: a frozen BatchNormalization layer normalizes with its moving
+    statistics and does not update them) or ``"trainable"`` (BatchNormalization
+    layers are never frozen, as fastai's ``train_bn``).
+    """
 
     loss: Literal["sparse_categorical_crossentropy", "binary_crossentropy"] = (
         "sparse_categorical_crossentropy"
@@ -97,6 +163,18 @@ class TrainingConfig(Strict):
     eval_batch_size: int = Field(1000, ge=1)
     progress: bool = True
     tensorboard: bool = False
+    freeze: list[FreezePhase] | None = Field(None, min_length=1)
+    frozen_batch_norm: Literal["inference", "trainable"] = "inference"
+
+    @pydantic.model_validator(mode="after")
+    def _freeze_and_restore(self) -> "TrainingConfig":
+        # A restored snapshot is laid out by the trainable/non-trainable split of its
+        # own phase; putting it back in another phase would mix variables up.
+        restores = any(isinstance(c, Mapping) and c.get("restore_best_weights") for c in self.callbacks)
+        if self.freeze and restores:
+            raise ValueError("early_stopping's restore_best_weights cannot be used with a freeze schedule "
+                             "(yet): remove one of them")
+        return self
 
     @field_validator("optimizer", mode="before")
     @classmethod

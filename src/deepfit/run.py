@@ -174,6 +174,10 @@ def train(
         model.build((None, *cfg.model.input_shape))
     t = cfg.training
     extra: list[Callback] = [TerminateOnNaN(), *map(make_callback, t.callbacks), *callbacks]
+    if t.freeze:
+        from deepfit.train.callbacks.freeze_schedule import FreezeSchedule
+
+        extra.append(FreezeSchedule.from_config(cfg, model))
     if t.progress:
         extra.append(Progress())
     if out_dir is not None:

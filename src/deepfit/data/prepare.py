@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from deepfit.data.sources import RawData, download, load_bundled, load_directory
+from deepfit.data.tasks import select_task
 from deepfit.errors import DataError
 
 
@@ -62,6 +63,12 @@ def prepare(raw: RawData, cfg) -> Dataset:
         )
     x_valid, y_valid = raw.x_train[: cfg.validation_size], raw.y_train[: cfg.validation_size]
     x_train, y_train = raw.x_train[cfg.validation_size :], raw.y_train[cfg.validation_size :]
+    # The task split comes before train_size: the notebook's task B is the first 200 *task* images.
+    x_train, y_train = select_task(x_train, y_train, cfg, "train")
+    x_valid, y_valid = select_task(x_valid, y_valid, cfg, "valid")
+    x_test, y_test = raw.x_test, raw.y_test
+    if x_test is not None:
+        x_test, y_test = select_task(x_test, y_test, cfg, "test")
     if cfg.train_size is not None:
         x_train, y_train = x_train[: cfg.train_size], y_train[: cfg.train_size]
     stats: dict[str, np.ndarray] = {}
@@ -78,9 +85,9 @@ def prepare(raw: RawData, cfg) -> Dataset:
     return Dataset(
         _scale(x_train, cfg.scaling, stats), labels(y_train),
         _scale(x_valid, cfg.scaling, stats), labels(y_valid),
-        None if raw.x_test is None else _scale(raw.x_test, cfg.scaling, stats), labels(raw.y_test),
+        None if x_test is None else _scale(x_test, cfg.scaling, stats), labels(y_test),
         info={"origin": raw.origin, "scaling": cfg.scaling, "train": len(x_train),
-              "valid": len(x_valid), "test": 0 if raw.x_test is None else len(raw.x_test)},
+              "valid": len(x_valid), "test": 0 if x_test is None else len(x_test)},
     )
 
 

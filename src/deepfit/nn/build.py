@@ -16,7 +16,7 @@ from typing import Any, Mapping
 import keras
 
 from deepfit.errors import ConfigError
-from deepfit.nn.layers import RReLU
+from deepfit.nn.layers import MCAlphaDropout, MCDropout, RReLU
 from deepfit.registry import Registry, did_you_mean
 
 LAYERS = Registry("layer type")
@@ -34,10 +34,13 @@ for _name, _cls, _aliases in [
     ("elu", keras.layers.ELU, ()),
     ("softmax", keras.layers.Softmax, ()),
     ("rrelu", RReLU, ()),
+    ("mc_dropout", MCDropout, ("mcdropout",)),
+    ("mc_alpha_dropout", MCAlphaDropout, ("mcalphadropout",)),
     ("layer_norm", keras.layers.LayerNormalization, ("layer_normalization",)),
     ("reshape", keras.layers.Reshape, ()),
 ]:
-    LAYERS.register(_name, _aliases, doc=f"keras.layers.{_cls.__name__}" if _cls is not RReLU else RReLU.__doc__.splitlines()[0])(_cls)
+    _doc = _cls.__doc__.splitlines()[0] if _cls.__module__.startswith("deepfit") else f"keras.layers.{_cls.__name__}"
+    LAYERS.register(_name, _aliases, doc=_doc)(_cls)
 
 # Argument suffix → the Keras module that resolves it.
 _FAMILIES = {
@@ -136,6 +139,10 @@ def build_model(model_cfg, seed: int | None = None) -> keras.Sequential:
     from deepfit.config import ModelConfig
 
     cfg = model_cfg if isinstance(model_cfg, ModelConfig) else ModelConfig.model_validate(model_cfg)
+    if cfg.from_run is not None:
+        from deepfit.nn.transfer import build_from_run
+
+        return build_from_run(cfg, seed)
     if seed is not None:
         keras.utils.set_random_seed(seed)
     layers, counts = [], {}

@@ -43,3 +43,25 @@ class RReLU(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "lower": self.lower, "upper": self.upper, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="deepfit")
+class MCDropout(keras.layers.Dropout):
+    """Dropout that samples at inference too: Monte Carlo dropout (Gal & Ghahramani, 2016).
+
+    The notebook's ``MCDropout``: ``call`` forces ``training=True`` for this layer
+    alone, so a model's other layers (BatchNormalization) stay in inference mode.
+    Averaging N stochastic passes approximates the predictive distribution of
+    the Bayesian network dropout is a variational approximation of.
+    """
+
+    def call(self, inputs, training=None):
+        return super().call(inputs, training=True)
+
+
+@keras.saving.register_keras_serializable(package="deepfit")
+class MCAlphaDropout(keras.layers.AlphaDropout):
+    """AlphaDropout (Klambauer et al., 2017) that samples at inference too, as :class:`MCDropout`."""
+
+    def call(self, inputs, training=None):
+        return super().call(inputs, training=True)
