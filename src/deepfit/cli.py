@@ -13,7 +13,7 @@ from typing import Sequence
 
 from deepfit.errors import DeepfitError
 
-COMMANDS = ("train", "list")
+COMMANDS = ("train", "list", "diagnose", "plot")
 
 EPILOG = """examples:
   deepfit train configs/leaky_relu.toml

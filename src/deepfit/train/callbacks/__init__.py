@@ -39,4 +39,4 @@ def make_callback(spec: str | Mapping[str, Any] | Callback) -> Callback:
 
 
 # Importing the modules registers them.
-from deepfit.train.callbacks import early_stopping, progress, tensorboard, terminate_on_nan  # noqa: E402,F401
+from deepfit.train.callbacks import early_stopping, layer_stats, progress, tensorboard, terminate_on_nan  # noqa: E402,F401
