@@ -32,7 +32,7 @@ def trainer(model_cfg, callbacks) -> Trainer:
 
 
 def epoch_seconds(t: Trainer, x, y) -> float:
-    t.epochs = t.epoch + 1
+    t.epochs = int(t.state.step) // t.steps_per_epoch(len(x)) + 1
     start = time.perf_counter()
     t.fit(x, y)
     return time.perf_counter() - start
