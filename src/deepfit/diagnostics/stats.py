@@ -216,8 +216,6 @@ def layer_stats(model: keras.Model, x, y, *, loss: str = "sparse_categorical_cro
     The update ratio is that of one step of ``optimizer`` (default: SGD 0.01),
     computed but not applied: the model is left unchanged.
     """
-    import pandas as pd
-
     optimizer = keras.optimizers.get(optimizer or keras.optimizers.SGD(0.01))
     if not optimizer.built:
         optimizer.build(model.trainable_variables)
