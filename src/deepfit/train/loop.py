@@ -62,7 +62,10 @@ class Trainer:
         self.steps_per_chunk = min([steps_per_chunk or math.inf, *asked])
         if not optimizer.built:
             optimizer.build(model.trainable_variables)
-        self.steps = Steps(model, optimizer, loss, schedule)
+        # A callback that must see inside the step (layer_stats) supplies its own compiled
+        # variant through make_steps; without one the default step stays exactly as it is.
+        make_steps = next((c.make_steps for c in self.callbacks if hasattr(c, "make_steps")), Steps)
+        self.steps = make_steps(model, optimizer, loss, schedule)
         self.state = TrainState.from_model(model, optimizer)
         self.history: list[dict[str, Any]] = []
         self.stop_training = False

@@ -86,12 +86,17 @@ class Steps:
         (loss, (non_trainable, correct)), grads = jax.value_and_grad(self._objective, has_aux=True)(
             state.trainable, state.non_trainable, x, y
         )
+        return self.apply_gradients(state, grads, loss, correct, non_trainable, x.shape[0])
+
+    def apply_gradients(self, state: TrainState, grads, loss, correct, non_trainable,
+                        batch: int) -> tuple[TrainState, jax.Array, jax.Array]:
+        """The optimizer update and metric sums of :meth:`train_step` (diagnostics reuse it)."""
         rate = self.rate(state)
         opt_vars = list(state.optimizer)
         if self.lr_index is not None:
             opt_vars[self.lr_index] = rate.astype(opt_vars[self.lr_index].dtype)
         trainable, opt_vars = self.optimizer.stateless_apply(opt_vars, grads, state.trainable)
-        n = jnp.asarray(x.shape[0], jnp.float32)
+        n = jnp.asarray(batch, jnp.float32)
         sums = state.sums + jnp.stack([loss * n, correct.astype(jnp.float32), n])
         new = state.replace(
             trainable=tuple(trainable), non_trainable=tuple(non_trainable), optimizer=tuple(opt_vars),

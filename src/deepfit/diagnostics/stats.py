@@ -1,0 +1,241 @@
+"""Per-layer health statistics, computed inside the compiled training step.
+
+For each recorded layer ℓ of a ``keras.Sequential`` (every layer with weights,
+and every activation layer), with ``a`` its output on the batch reshaped to
+(B samples, U units):
+
+- ``mean``         = mean over all entries of ``a``
+- ``std``          = (1/U) Σ_u std_b a[b, u], the population std over the batch of
+                     each unit, averaged over units: the notebook's
+                     ``np.std(Z, axis=0).mean()`` (cell 21)
+- ``saturated``    = fraction of entries within ``SATURATION_MARGIN`` × (bound range)
+                     of a bound, for bounded activations (sigmoid, hard_sigmoid:
+                     (0, 1); tanh, softsign: (-1, 1)). At a margin of 1% the
+                     derivative of sigmoid (and of tanh) is below 4% of its peak:
+                     such a unit passes on almost no gradient (Glorot & Bengio, 2010)
+- ``dead``         = fraction of units whose output is exactly 0 for every sample in
+                     the batch, for the ReLU family (relu, relu6, the ReLU layer)
+- ``grad_norm``    = ‖∂L/∂W‖₂ over the layer's kernel (all its trainable variables
+                     if it has no kernel, e.g. BatchNorm's gamma and beta)
+- ``update_ratio`` = ‖W_after − W_before‖₂ / ‖W_before‖₂ for that same W, the step's
+                     relative change (≈1e-3 is the usual healthy order; Karpathy, cs231n)
+- ``size``         = number of entries of W (so a gradient can be compared per weight)
+
+Statistics that do not apply to a layer are NaN. The activations come from the
+very forward pass whose gradients train the network: :class:`StatsSteps` runs the
+Sequential's layers one by one in Keras's stateless scope (what
+``model.stateless_call`` does with ``model.call``) and returns every output as aux.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import keras
+import numpy as np
+from keras.src import backend as keras_backend
+
+from deepfit.train.state import TrainState
+from deepfit.train.step import Schedule, Steps
+
+SATURATION_MARGIN = 0.01
+BOUNDS = {"sigmoid": (0.0, 1.0), "hard_sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0), "softsign": (-1.0, 1.0)}
+RELU_FAMILY = ("relu", "relu6")
+STATS = ("mean", "std", "saturated", "dead", "grad_norm", "update_ratio")
+
+# Layers that only reshape or add noise: their outputs say nothing new about health.
+_SKIP = (keras.layers.Flatten, keras.layers.Reshape, keras.layers.Dropout, keras.layers.AlphaDropout,
+         keras.layers.GaussianNoise, keras.layers.GaussianDropout, keras.layers.InputLayer)
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One recorded layer: where it sits, what it computes, which variables are its weights."""
+
+    index: int  # position in model.layers
+    name: str
+    kind: str  # class name, e.g. "Dense"
+    activation: str  # Keras activation name, or the layer's snake-case name ("leaky_relu")
+    weights: tuple[int, ...]  # indices into model.trainable_variables
+    size: int  # number of weight entries
+
+    @property
+    def bounds(self) -> tuple[float, float] | None:
+        return BOUNDS.get(self.activation)
+
+    @property
+    def can_die(self) -> bool:
+        return self.activation in RELU_FAMILY
+
+
+def activation_name(layer: keras.layers.Layer) -> str:
+    """The activation a layer's output has passed through ("linear" if none)."""
+    if isinstance(layer, keras.layers.ReLU):
+        return "relu" if layer.negative_slope == 0 and layer.threshold == 0 else "leaky_relu"
+    fn = getattr(layer, "activation", None)
+    if callable(fn):
+        name = keras.activations.serialize(fn)
+        return name if isinstance(name, str) else getattr(fn, "__name__", "custom")
+    if isinstance(layer, (keras.layers.BatchNormalization, keras.layers.LayerNormalization)):
+        return "linear"
+    return keras.src.utils.naming.to_snake_case(type(layer).__name__)
+
+
+def probes(model: keras.Model) -> list[Probe]:
+    """The layers :class:`StatsSteps` records, in depth order."""
+    if not isinstance(model, keras.Sequential):
+        raise TypeError(f"layer statistics need a keras.Sequential model, got {type(model).__name__}")
+    position = {id(v): i for i, v in enumerate(model.trainable_variables)}
+    out = []
+    for i, layer in enumerate(model.layers):
+        if isinstance(layer, _SKIP):
+            continue
+        kernel = [v for v in layer.trainable_variables if v.name == "kernel"]
+        weights = kernel or list(layer.trainable_variables)
+        if not weights and activation_name(layer) == "linear":
+            continue  # nothing to see: no weights and an identity output
+        out.append(Probe(i, layer.name, type(layer).__name__, activation_name(layer),
+                         tuple(position[id(v)] for v in weights), int(sum(np.prod(v.shape) for v in weights))))
+    return out
+
+
+def output_stats(a: jax.Array, probe: Probe) -> dict[str, jax.Array]:
+    """mean, std, saturated, dead of one layer's output (see the module docstring)."""
+    a = jnp.reshape(a, (a.shape[0], -1)).astype(jnp.float32)
+    nan = jnp.asarray(jnp.nan, jnp.float32)
+    saturated = dead = nan
+    if probe.bounds is not None:
+        lo, hi = probe.bounds
+        margin = SATURATION_MARGIN * (hi - lo)
+        saturated = jnp.mean(((a <= lo + margin) | (a >= hi - margin)).astype(jnp.float32))
+    if probe.can_die:
+        dead = jnp.mean(jnp.all(a == 0, axis=0).astype(jnp.float32))
+    return {"mean": jnp.mean(a), "std": jnp.mean(jnp.std(a, axis=0)), "saturated": saturated, "dead": dead}
+
+
+def _norm(arrays) -> jax.Array:
+    return jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in arrays))
+
+
+def weight_stats(probe: Probe, grads, before, after) -> dict[str, jax.Array]:
+    """grad_norm and update_ratio of one layer's weights for one step."""
+    if not probe.weights:
+        nan = jnp.asarray(jnp.nan, jnp.float32)
+        return {"grad_norm": nan, "update_ratio": nan}
+    pick = lambda values: [values[i] for i in probe.weights]  # noqa: E731
+    change = [b - a for a, b in zip(pick(before), pick(after))]
+    return {"grad_norm": _norm(pick(grads)), "update_ratio": _norm(change) / _norm(pick(before))}
+
+
+def stats_table(outputs, grads, before, after, layers: list[Probe]) -> dict[str, jax.Array]:
+    """Every statistic for every probe: {name: array of shape (len(layers),)}."""
+    rows = [{**output_stats(outputs[p.index], p), **weight_stats(p, grads, before, after)} for p in layers]
+    return {k: jnp.stack([r[k] for r in rows]) for k in STATS}
+
+
+class StatsSteps(Steps):
+    """:class:`~deepfit.train.step.Steps` that also records layer statistics every ``every_n_steps``.
+
+    Inside the scan each step chooses, with ``lax.switch``, between skipping (an
+    inactive row), the ordinary step, and the step with statistics (when the
+    global step is a multiple of ``every_n_steps``, so step 0 shows the
+    initialization). Only the chosen branch runs, so the other steps cost what
+    they cost without statistics. ``run_chunk`` keeps the chunk's statistics in
+    ``last_stats``: arrays (K, L) per statistic, plus ``taken`` (K,) and ``step`` (K,).
+    """
+
+    def __init__(self, model: keras.Model, optimizer: keras.optimizers.Optimizer, loss: str,
+                 schedule: Schedule | None = None, every_n_steps: int = 100):
+        if int(every_n_steps) < 1:
+            raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}")
+        self.every_n_steps = int(every_n_steps)
+        self.layers = probes(model)
+        super().__init__(model, optimizer, loss, schedule)
+        self.last_stats: dict[str, np.ndarray] | None = None
+        compiled = self.run_chunk
+        self.stats_step = jax.jit(self._stats_step)
+
+        def run_chunk(state, x_all, y_all, idx, active):
+            state, losses, rates, stats = compiled(state, x_all, y_all, idx, active)
+            self.last_stats = stats
+            return state, losses, rates
+
+        self.run_chunk = run_chunk
+
+    def _objective_with_outputs(self, trainable, non_trainable, x, y):
+        """``_objective`` with every layer's output as aux: Keras's stateless_call, layer by layer."""
+        model = self.model
+        mapping = list(zip(model.trainable_variables, trainable)) + list(zip(model.non_trainable_variables,
+                                                                             non_trainable))
+        outputs = []
+        with keras_backend.StatelessScope(state_mapping=mapping, collect_losses=True) as scope:
+            h = x
+            for layer in model.layers:
+                # As Sequential.call: training only goes to layers whose call takes it.
+                h = layer(h, training=True) if layer._call_has_training_arg else layer(h)
+                outputs.append(h)
+            reg_losses = model.losses
+        non_trainable = [scope.get_current_value(v) for v in model.non_trainable_variables]
+        loss, correct = self.loss(y, h)
+        total = loss + sum(reg_losses) if reg_losses else loss
+        return total, (non_trainable, correct, outputs)
+
+    def _stats_step(self, state: TrainState, x, y):
+        (loss, (non_trainable, correct, outputs)), grads = jax.value_and_grad(
+            self._objective_with_outputs, has_aux=True)(state.trainable, state.non_trainable, x, y)
+        new, loss, rate = self.apply_gradients(state, grads, loss, correct, non_trainable, x.shape[0])
+        return new, loss, rate, stats_table(outputs, grads, state.trainable, new.trainable, self.layers)
+
+    def _run_chunk(self, state: TrainState, x_all, y_all, idx, active):
+        blank = {k: jnp.zeros((len(self.layers),), jnp.float32) for k in STATS}
+        zero = jnp.zeros((), jnp.float32)
+
+        def body(state, row):
+            batch_idx, on = row
+            x, y = x_all[batch_idx], y_all[batch_idx]
+            take = on & (state.step % self.every_n_steps == 0)
+            branches = [
+                lambda s: (s, zero, zero, blank),
+                lambda s: (*self.train_step(s, x, y), blank),
+                lambda s: self._stats_step(s, x, y),
+            ]
+            step = state.step
+            state, loss, rate, stats = jax.lax.switch(on.astype(jnp.int32) + take.astype(jnp.int32), branches, state)
+            return state, (loss, rate, {**stats, "taken": take, "step": step})
+
+        state, (losses, rates, stats) = jax.lax.scan(body, state, (idx, active))
+        return state, losses, rates, stats
+
+
+def layer_stats(model: keras.Model, x, y, *, loss: str = "sparse_categorical_crossentropy",
+                optimizer: keras.optimizers.Optimizer | str | None = None) -> "pandas.DataFrame":  # noqa: F821
+    """Statistics of one forward/backward on ``(x, y)`` at the model's current weights.
+
+    The update ratio is that of one step of ``optimizer`` (default: SGD 0.01),
+    computed but not applied: the model is left unchanged.
+    """
+    optimizer = keras.optimizers.get(optimizer or keras.optimizers.SGD(0.01))
+    if not optimizer.built:
+        optimizer.build(model.trainable_variables)
+    steps = StatsSteps(model, optimizer, loss, every_n_steps=1)
+    state = TrainState.from_model(model, optimizer)
+    *_, stats = steps.stats_step(state, jnp.asarray(x), jnp.asarray(y))
+    return frame_rows(steps.layers, {k: np.asarray(v)[None] for k, v in stats.items()}, steps=[0])
+
+
+def frame_rows(layers: list[Probe], stats: dict[str, np.ndarray], steps, epoch: int | None = None) -> "pandas.DataFrame":  # noqa: F821
+    """Long table: one row per (step, layer), from arrays (n_steps, L)."""
+    import pandas as pd
+
+    rows = []
+    for r, step in enumerate(steps):
+        for depth, p in enumerate(layers):
+            row = {"step": int(step), "depth": depth, "layer": p.name, "type": p.kind,
+                   "activation": p.activation, "size": p.size}
+            if epoch is not None:
+                row["epoch"] = epoch
+            row.update({k: float(stats[k][r, depth]) for k in STATS})
+            rows.append(row)
+    return pd.DataFrame(rows)
