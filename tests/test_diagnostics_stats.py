@@ -28,9 +28,9 @@ def tiny():
     b3 = np.array([0.05, -0.05], np.float32)
     model = keras.Sequential([
         keras.Input((4,)),
-        keras.layers.Dense(3, activation="sigmoid"),
-        keras.layers.Dense(3, activation="relu"),
-        keras.layers.Dense(2, activation="softmax"),
+        keras.layers.Dense(3, activation="sigmoid", name="dense"),
+        keras.layers.Dense(3, activation="relu", name="dense_1"),
+        keras.layers.Dense(2, activation="softmax", name="dense_2"),
     ])
     for layer, w in zip(model.layers, [(w1, b1), (w2, b2), (w3, b3)]):
         layer.set_weights(list(w))
