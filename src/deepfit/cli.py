@@ -13,7 +13,7 @@ from typing import Sequence
 
 from deepfit.errors import DeepfitError
 
-COMMANDS = ("train", "list", "schedule", "find-lr", "compare", "report", "predict", "transfer", "diagnose", "plot")
+COMMANDS = ("train", "list", "schedule", "find-lr", "compare", "report", "predict", "transfer", "diagnose", "plot", "reproduce")
 
 EPILOG = """examples:
   deepfit train configs/leaky_relu.toml

@@ -13,6 +13,8 @@ An experiment file is TOML::
     name = "relu"
     overrides = { "model.layers.1.activation" = "relu" }
 
+A string override may hold ``{seed}``, replaced by each run's seed (e.g. a
+``model.from_run`` that points at the same seed's run of another experiment).
 Every (variant, seed) config is validated before anything runs: an invalid
 override fails at once, naming the variant and the dotted path.
 """
@@ -57,7 +59,9 @@ class Experiment:
         v = variant if isinstance(variant, Variant) else self.variant(variant)
         tree = copy.deepcopy(self.base)
         tree.setdefault("name", f"{self.name}-{v.name}")
-        return load_config(tree, {**self.overrides, **v.overrides, "seed": seed})
+        overrides = {k: x.replace("{seed}", str(seed)) if isinstance(x, str) else x
+                     for k, x in {**self.overrides, **v.overrides}.items()}
+        return load_config(tree, {**overrides, "seed": seed})
 
     def variant(self, name: str) -> Variant:
         for v in self.variants:

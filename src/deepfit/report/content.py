@@ -43,6 +43,7 @@ class ReportContent:
     intro: list[str]
     tables: list[Table] = field(default_factory=list)
     figures: list[Figure] = field(default_factory=list)
+    sections: list["ReportContent"] = field(default_factory=list)  # rendered after, one heading level down
 
 
 def fmt(x: float, digits: int = 4) -> str:

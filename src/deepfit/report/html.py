@@ -21,14 +21,16 @@ p.note { color: #555; font-size: 0.9rem; }
 """
 
 
-def render(content: ReportContent) -> str:
+def render(content: ReportContent, level: int = 1) -> str:
     e = html.escape
-    out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', f"<title>{e(content.title)}</title>",
-           f"<style>{STYLE}</style></head><body>", f"<h1>{e(content.title)}</h1>"]
+    h, sub = f"h{min(level, 6)}", f"h{min(level + 1, 6)}"
+    out = [] if level > 1 else ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+                                f"<title>{e(content.title)}</title>", f"<style>{STYLE}</style></head><body>"]
+    out.append(f"<{h}>{e(content.title)}</{h}>")
     out += [f"<p>{e(p)}</p>" for p in content.intro]
-    for i, t in enumerate(content.tables):
-        out.append(f'<h2>{e(t.title)}</h2><table class="results" id="table-{i}"><thead><tr>'
-                   + "".join(f"<th>{e(h)}</th>" for h in t.header) + "</tr></thead><tbody>")
+    for t in content.tables:
+        out.append(f'<{sub}>{e(t.title)}</{sub}><table class="results"><thead><tr>'
+                   + "".join(f"<th>{e(c)}</th>" for c in t.header) + "</tr></thead><tbody>")
         out += ["<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in t.rows]
         out.append("</tbody></table>")
         if t.note:
@@ -37,7 +39,9 @@ def render(content: ReportContent) -> str:
         data = base64.b64encode(f.png).decode("ascii")
         out.append(f'<figure id="fig-{e(f.name)}"><img alt="{e(f.caption)}" src="data:image/png;base64,{data}">'
                    f"<figcaption>{e(f.caption)}</figcaption></figure>")
-    out.append("</body></html>")
+    out += [render(section, level + 1) for section in content.sections]
+    if level == 1:
+        out.append("</body></html>")
     return "\n".join(out)
 
 

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub) -> None:
+    p = sub.add_parser("reproduce", help="rerun the notebook's experiments over seeds, beside its figures",
+                       description="Rerun every experiment of the chapter over several seeds, set each result "
+                                   "beside the notebook's one-run figure, and judge each of its claims.",
+                       epilog="examples:\n  deepfit reproduce --quick                 # all ids in a few minutes "
+                              "(a smoke run, labelled as such)\n"
+                              "  deepfit reproduce --full --results docs/results\n"
+                              "  deepfit reproduce --full --only selu_100,relu_100 --seeds 3",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--quick", dest="mode", action="store_const", const="quick",
+                      help="2,048 images, 2 epochs, 2 seeds: checks everything runs (default)")
+    mode.add_argument("--full", dest="mode", action="store_const", const="full",
+                      help="the notebook's data and epochs, 5 seeds (10 for the transfer study)")
+    p.set_defaults(mode="quick")
+    p.add_argument("--only", help="comma-separated experiment ids (see deepfit list experiments)")
+    p.add_argument("--seeds", type=int, help="seeds per experiment (overrides the mode's)")
+    p.add_argument("--backend", default="local", choices=["local", "pool", "ray"])
+    p.add_argument("--jobs", type=int, help="workers for --backend pool / ray")
+    p.add_argument("--address", help="Ray cluster address")
+    p.add_argument("--out", help="reproduction directory (default runs/reproduce-MODE); rerun to resume")
+    p.add_argument("--results", help="also copy the report and tables (not the runs) into this folder")
+    p.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    import sys
+
+    from deepfit.experiments.reproduce import publish, reproduce
+
+    only = [s.strip() for s in args.only.split(",") if s.strip()] if args.only else None
+    result = reproduce(args.out, mode=args.mode, only=only, seeds=args.seeds, backend=args.backend, jobs=args.jobs,
+                       address=args.address, argv=["deepfit", *sys.argv[1:]])
+    print()
+    for r in result.summary.itertuples():
+        nb = "" if r.notebook is None or r.notebook != r.notebook else f"  notebook {r.notebook:.4f}"
+        print(f"{r.id:15s} {r.metric:17s} {r.mean:.4f} ± {r.std:.4f} (n={r.n}){nb}")
+    print()
+    for v in result.verdicts:
+        print(f"{v.claim.text}: {v.verdict} (diff {v.paired.mean_diff:+.4f}, n={v.paired.n})")
+    if args.results:
+        print(f"results copied to {publish(result, args.results)}")
+    print(f"report: {result.report.get('html', result.dir)}  ({result.seconds:.0f}s)")
+    return 0

@@ -1,0 +1,137 @@
+"""The notebook's experiments (SPEC §2) and the claims its text makes about them.
+
+Each entry names its config (data, never code), the metric the notebook
+reported and the figure it got in one run. Each claim pairs two entries on the
+same seeds; its verdict is computed from a paired test, never written by hand.
+Baselines are configs the notebook did not run but its claims need ("batch
+norm beats the plain network" needs the plain network).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from deepfit.experiments.stats import Paired, paired_test
+
+
+@dataclass(frozen=True)
+class Entry:
+    id: str
+    title: str
+    config: str | None  # under configs/; None for entries computed from another's runs (mc_dropout)
+    metric: str  # the notebook's metric: "val_accuracy", "test_accuracy" or "mc_test_accuracy"
+    notebook: float | None  # the notebook's one-run figure (None for baselines)
+    after: str | None = None  # an entry whose runs (same seed) this one needs
+    quick: dict[str, Any] = field(default_factory=dict)  # extra overrides for --quick
+    baseline: bool = False
+    transfer: bool = False  # the notebook's transfer study: more seeds in --full (cheap, and the most disputed)
+
+
+TRANSFER_QUICK = {"training.freeze": [{"epochs": 1, "trainable": "head"}, {"epochs": 1, "trainable": "all"}]}
+
+CATALOG: list[Entry] = [
+    Entry("leaky_relu", "LeakyReLU + He init (784-300-100-10), SGD 1e-3, 10 epochs", "leaky_relu.toml",
+          "val_accuracy", 0.8396),
+    Entry("selu_100", "100 SELU layers, LeCun init, standardized inputs, 5 epochs", "selu_100.toml",
+          "val_accuracy", 0.8218),
+    Entry("relu_100", "100 ReLU layers, He init, standardized inputs, 5 epochs", "relu_100.toml",
+          "val_accuracy", 0.7380),
+    Entry("batch_norm", "Batch norm after Flatten and each hidden Dense, ReLU, SGD 1e-3, 10 epochs",
+          "batch_norm.toml", "val_accuracy", 0.8750),
+    Entry("plain_relu", "Baseline: the batch_norm network without batch norm", "baselines/plain_relu.toml",
+          "val_accuracy", None, baseline=True),
+    Entry("task_a", "Task A: 8 classes (no sandal, no shirt), 300-100-50-50-50 SELU, 20 epochs", "task_a.toml",
+          "val_accuracy", 0.9200, transfer=True),
+    Entry("task_b_scratch", "Task B (sandal vs shirt, 200 images) from scratch, 20 epochs", "task_b_scratch.toml",
+          "test_accuracy", 0.9705, transfer=True),
+    Entry("task_b_on_a", "Task B on task A's layers: 4 epochs frozen, then 16 unfrozen", "task_b_on_a.toml",
+          "test_accuracy", 0.9935, after="task_a", quick=TRANSFER_QUICK, transfer=True),
+    Entry("power", "Power scheduling: SGD 0.01, decay 1e-4, 25 epochs", "power.toml", "val_accuracy", 0.8864),
+    Entry("exponential", "Exponential scheduling: Nadam, lr0 0.01, s 20, 25 epochs", "exponential.toml",
+          "val_accuracy", 0.8832),
+    Entry("piecewise", "Piecewise constant: Nadam, [5, 15] -> [0.01, 0.005, 0.001], 25 epochs", "piecewise.toml",
+          "val_accuracy", 0.8834),
+    Entry("plateau", "Performance scheduling: SGD 0.02 momentum 0.9, x0.5 on plateau (patience 5)", "plateau.toml",
+          "val_accuracy", 0.8936),
+    Entry("one_cycle", "1cycle: SGD, batch 128, max rate 0.05, 25 epochs", "one_cycle.toml", "val_accuracy", 0.8934),
+    Entry("l2", "l2(0.01) on every kernel, ELU + He, Nadam, 2 epochs", "l2.toml", "val_accuracy", 0.8376),
+    Entry("l2_free", "Baseline: the l2 network without l2", "baselines/l2_free.toml", "val_accuracy", None,
+          baseline=True),
+    Entry("dropout", "Dropout 0.2 before each Dense, ELU + He, Nadam, 20 epochs", "dropout.toml", "val_accuracy",
+          0.8934),
+    Entry("mc_dropout", "MC dropout: the dropout model's mean over 100 stochastic passes, test set", None,
+          "mc_test_accuracy", 0.8844, after="dropout"),
+    Entry("max_norm", "max_norm(1.0), SELU + LeCun, Nadam, 2 epochs", "max_norm.toml", "val_accuracy", 0.8662),
+    Entry("max_norm_free", "Baseline: the max_norm network without max-norm", "baselines/max_norm_free.toml",
+          "val_accuracy", None, baseline=True),
+]
+
+NOTEBOOK_IDS = [e.id for e in CATALOG if not e.baseline]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """``better`` beats ``worse`` on ``metric`` (same seeds), as the notebook says or implies."""
+
+    id: str
+    text: str
+    better: str  # entry id (or "mc_dropout:deterministic" style column references, see values())
+    worse: str
+    metric: str
+
+
+CLAIMS: list[Claim] = [
+    Claim("selu_vs_relu", "SELU beats ReLU in a 100-layer network", "selu_100", "relu_100", "val_accuracy"),
+    Claim("batch_norm", "Batch norm reaches a higher accuracy than the same network without it (10 epochs)",
+          "batch_norm", "plain_relu", "val_accuracy"),
+    Claim("transfer", "Task B on task A's layers beats task B from scratch", "task_b_on_a", "task_b_scratch",
+          "test_accuracy"),
+    *[Claim(f"one_cycle_vs_{s}", f"1cycle beats {s} scheduling", "one_cycle", s, "val_accuracy")
+      for s in ("power", "exponential", "piecewise", "plateau")],
+    Claim("mc_dropout", "MC dropout's mean prediction is more accurate than the deterministic pass",
+          "mc_dropout", "mc_dropout:deterministic", "test_accuracy"),
+    Claim("l2_costs", "l2(0.01) costs accuracy after 2 epochs", "l2_free", "l2", "val_accuracy"),
+    Claim("max_norm_costs", "max_norm(1.0) costs accuracy after 2 epochs", "max_norm_free", "max_norm",
+          "val_accuracy"),
+]
+
+
+def entry(id: str) -> Entry:
+    for e in CATALOG:
+        if e.id == id:
+            return e
+    from deepfit.errors import ConfigError
+    from deepfit.registry import did_you_mean
+
+    raise ConfigError(f"unknown experiment id {id!r}.{did_you_mean(id, [e.id for e in CATALOG])} "
+                      f"Ids: {', '.join(e.id for e in CATALOG)}.")
+
+
+@dataclass
+class Verdict:
+    claim: Claim
+    paired: Paired
+    verdict: str
+
+
+def judge(claim: Claim, better: dict[int, float], worse: dict[int, float], alpha: float = 0.05) -> Verdict:
+    """Paired test of ``better - worse`` over the seeds both have.
+
+    "confirmed" when the difference is positive and significant at 1 - alpha,
+    "not confirmed: the opposite holds" when negative and significant, else
+    "not distinguishable at 95% with N seeds".
+    """
+    seeds = sorted(set(better) & set(worse))
+    a = np.array([better[s] for s in seeds], np.float64)
+    b = np.array([worse[s] for s in seeds], np.float64)
+    p = paired_test(a, b, metric=claim.metric, variant=claim.better, reference=claim.worse)
+    if p.n >= 2 and p.p_value < alpha and p.mean_diff > 0:
+        text = "confirmed"
+    elif p.n >= 2 and p.p_value < alpha and p.mean_diff < 0:
+        text = "not confirmed: the opposite holds"
+    else:
+        text = f"not distinguishable at {100 * (1 - alpha):.0f}% with {p.n} seed{'s' if p.n != 1 else ''}"
+    return Verdict(claim, p, text)

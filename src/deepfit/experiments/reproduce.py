@@ -1,0 +1,303 @@
+"""``deepfit reproduce``: every experiment of the notebook, over seeds, beside its one-run figure.
+
+Each catalog entry runs as an experiment of one variant (``deepfit compare``'s
+runner: resumable, any backend) in ``OUT/<id>/``; MC dropout is computed from
+the dropout runs; then every entry's mean and 95% t interval is set beside the
+notebook's figure and every claim is judged by a paired test
+(``deepfit.experiments.catalog``). The report is ``OUT/report.md`` and
+``OUT/report.html``.
+
+``--quick`` (the README's main job, a few minutes on 2 cores) trains on 2,048
+images for 2 epochs over 2 seeds: a smoke test of the whole chapter, labelled
+as such everywhere, never a result. ``--full`` uses the notebook's data and
+epochs over 5 seeds (10 for the transfer study).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from deepfit.errors import ConfigError
+from deepfit.experiments.catalog import CATALOG, CLAIMS, Entry, Verdict, entry, judge
+from deepfit.experiments.stats import t_interval
+from deepfit.io import read_json, write_atomic, write_json
+
+
+@dataclass(frozen=True)
+class Mode:
+    name: str
+    seeds: list[int]
+    transfer_seeds: list[int]
+    overrides: dict[str, Any]  # for every entry (task B keeps its own 200 images)
+    mc_samples: int
+    mc_test_images: int | None
+    label: str
+
+
+QUICK = Mode("quick", [0, 1], [0, 1], {"data.train_size": 2048, "training.epochs": 2}, 20, 2000,
+             "QUICK SMOKE RUN (2,048 training images, 2 epochs, 2 seeds, MC dropout 20 passes on 2,000 test images): "
+             "it checks that every experiment runs; its numbers are NOT the notebook's protocol and say nothing "
+             "about the claims. Run `deepfit reproduce --full` for results.")
+FULL = Mode("full", [0, 1, 2, 3, 4], list(range(10)), {}, 100, None,
+            "Full protocol: the notebook's data (55,000 training images, validation = the first 5,000), "
+            "epochs and batch sizes; 5 seeds (10 for the transfer study); MC dropout 100 passes.")
+MODES = {"quick": QUICK, "full": FULL}
+
+
+def configs_dir() -> Path:
+    return Path(str(resources.files("deepfit") / "configs"))
+
+
+def select(only: Sequence[str] | None) -> list[Entry]:
+    """The entries asked for, plus what they need (task A for B on A, dropout for MC dropout), in catalog order."""
+    if not only:
+        return list(CATALOG)
+    wanted = {entry(i).id for i in only}
+    for e in list(map(entry, wanted)):
+        if e.after:
+            wanted.add(e.after)
+    return [e for e in CATALOG if e.id in wanted]
+
+
+def _overrides(e: Entry, mode: Mode, out: Path) -> dict[str, Any]:
+    over = {"training.progress": False}
+    for key, value in mode.overrides.items():
+        if not (e.transfer and e.id != "task_a" and key == "data.train_size"):
+            over[key] = value
+    if mode.name == "quick":
+        over.update(e.quick)
+    if e.after == "task_a":
+        over["model.from_run"] = str((out / "task_a" / "runs" / "task_a" / "seed-{seed}").resolve())
+    return over
+
+
+def experiment_of(e: Entry, mode: Mode, out: Path, seeds: list[int]) -> dict[str, Any]:
+    return {"name": e.id, "base": str(configs_dir() / e.config), "seeds": seeds, "metric": e.metric,
+            "variants": [{"name": e.id}], "overrides": _overrides(e, mode, out)}
+
+
+def seeds_for(e: Entry, mode: Mode, seeds: int | None) -> list[int]:
+    if seeds is not None:
+        return list(range(seeds))
+    return mode.transfer_seeds if e.transfer else mode.seeds
+
+
+def run_mc_dropout(out: Path, seeds: list[int], mode: Mode, log: Callable[[str], None]) -> pd.DataFrame:
+    """Deterministic pass vs the MC mean on the test set, per dropout run; one JSON per seed (resumable)."""
+    from deepfit.calibration import calibration_metrics
+    from deepfit.data import load_data
+    from deepfit.run import load_run
+    from deepfit.uncertainty import mc_predict, predict_proba
+
+    target = out / "mc_dropout"
+    target.mkdir(parents=True, exist_ok=True)
+    rows, data = [], None
+    for s in seeds:
+        record = target / f"seed-{s}.json"
+        if not record.is_file():
+            run_path = out / "dropout" / "runs" / "dropout" / f"seed-{s}"
+            if not (run_path / "manifest.json").is_file():
+                continue
+            run = load_run(run_path)
+            data = data or load_data(run.config.data)
+            x, y = data.x_test[: mode.mc_test_images], data.y_test[: mode.mc_test_images]
+            started = time.perf_counter()
+            det = predict_proba(run.model, x)
+            mc = mc_predict(run.model, x, mode.mc_samples, seed=s)
+            result = {"seed": s, "samples": mode.mc_samples, "test_images": len(y),
+                      "deterministic": calibration_metrics(det, y), "mc": calibration_metrics(mc.mean, y),
+                      "seconds": time.perf_counter() - started}
+            if s == seeds[0]:  # kept for the report's reliability diagram (a report never predicts)
+                np.save(target / "first-seed-probs.npy", np.stack([det, mc.mean]))
+                np.save(target / "first-seed-labels.npy", np.asarray(y))
+            write_json(record, result)
+            log(f"  mc_dropout seed {s}: deterministic {result['deterministic']['accuracy']:.4f}, "
+                f"MC mean {result['mc']['accuracy']:.4f} ({result['seconds']:.0f}s)")
+        result = read_json(record, "MC dropout record")
+        for name in ("deterministic", "mc"):
+            rows.append({"seed": s, "pass": name, **{f"test_{k}": v for k, v in result[name].items()}})
+    table = pd.DataFrame(rows)
+    write_atomic(target / "results.csv", table.to_csv(index=False, float_format="%.17g"))
+    return table
+
+
+def run_lr_finder(out: Path, mode: Mode, log: Callable[[str], None]) -> None:
+    """The notebook's LR-finder figure on the leaky_relu network (its run diverged to NaN; this one stops)."""
+    from deepfit.optim.lr_finder import find_lr, save_result
+
+    if (out / "lr_finder" / "lr_finder.json").is_file():
+        return
+    overrides = {"data.train_size": 9600} if mode.name == "quick" else {}
+    result = find_lr(configs_dir() / "leaky_relu.toml", overrides={**overrides, "training.progress": False})
+    save_result(result, out / "lr_finder")
+    log(f"lr finder: {len(result.rates)} steps, suggestion "
+        f"{'none (' + result.reason + ')' if result.suggestion is None else f'{result.suggestion:.3g}'}")
+
+
+@dataclass
+class Reproduction:
+    dir: Path
+    mode: Mode
+    summary: pd.DataFrame
+    verdicts: list[Verdict]
+    values: dict[str, dict[int, float]]
+    seconds: float = 0.0
+    report: dict[str, Path] = field(default_factory=dict)
+
+
+def collect_values(out: Path, entries: list[Entry]) -> dict[str, dict[int, float]]:
+    """Each entry's metric per seed (``test_accuracy`` too, for the claims that use it)."""
+    values: dict[str, dict[int, float]] = {}
+    for e in entries:
+        if e.config is None:
+            continue
+        finals = out / e.id / "finals.csv"
+        if not finals.is_file():
+            continue
+        table = pd.read_csv(finals)
+        for metric in {e.metric, "val_accuracy", "test_accuracy"} & set(table.columns):
+            values[f"{e.id}@{metric}"] = dict(zip(table["seed"].astype(int), table[metric].astype(float)))
+    mc = out / "mc_dropout" / "results.csv"
+    if mc.is_file() and mc.stat().st_size > 1:
+        table = pd.read_csv(mc)
+        for name, key in (("mc", "mc_dropout"), ("deterministic", "mc_dropout:deterministic")):
+            rows = table[table["pass"] == name]
+            for metric in ("test_accuracy", "test_nll", "test_ece"):
+                values[f"{key}@{metric}"] = dict(zip(rows["seed"].astype(int), rows[metric].astype(float)))
+            values[f"{key}@mc_test_accuracy"] = values[f"{key}@test_accuracy"]
+    return values
+
+
+def summarize(values: dict[str, dict[int, float]], entries: list[Entry]) -> pd.DataFrame:
+    rows = []
+    for e in entries:
+        seeds = values.get(f"{e.id}@{e.metric}", {})
+        s = t_interval(list(seeds.values()))
+        inside = (None if e.notebook is None or not np.isfinite(s.ci_low)
+                  else bool(s.ci_low <= e.notebook <= s.ci_high))
+        rows.append({"id": e.id, "title": e.title, "metric": e.metric, "n": s.n, "mean": s.mean, "std": s.std,
+                     "ci_low": s.ci_low, "ci_high": s.ci_high, "notebook": e.notebook, "notebook_inside_ci": inside})
+    return pd.DataFrame(rows)
+
+
+def judge_claims(values: dict[str, dict[int, float]]) -> list[Verdict]:
+    verdicts = []
+    for c in CLAIMS:
+        better, worse = values.get(f"{c.better}@{c.metric}"), values.get(f"{c.worse}@{c.metric}")
+        if better and worse:
+            verdicts.append(judge(c, better, worse))
+    return verdicts
+
+
+def provenance(mode: Mode, argv: Sequence[str] | None) -> dict[str, Any]:
+    import jax
+    import keras
+
+    from deepfit import __version__
+
+    return {"command": " ".join(argv) if argv else " ".join(["deepfit", *sys.argv[1:]]),
+            "mode": mode.name, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "deepfit": __version__, "keras": keras.__version__, "jax": jax.__version__,
+            "python": sys.version.split()[0], "machine": f"{platform.machine()}, {platform.processor() or '?'}, "
+            f"{__import__('os').cpu_count()} CPUs", "devices": [str(d) for d in jax.devices()]}
+
+
+def reproduce(
+    out: str | Path | None = None,
+    *,
+    mode: str = "quick",
+    only: Sequence[str] | None = None,
+    seeds: int | None = None,
+    backend: str = "local",
+    jobs: int | None = None,
+    address: str | None = None,
+    report: bool = True,
+    argv: Sequence[str] | None = None,
+    log: Callable[[str], None] = print,
+) -> Reproduction:
+    """Run the chosen catalog entries over seeds, then judge the notebook's claims and write the report."""
+    from deepfit.experiments.runner import compare
+
+    if mode not in MODES:
+        raise ConfigError(f"mode must be 'quick' or 'full', got {mode!r}")
+    m = MODES[mode]
+    if seeds is not None and seeds < 1:
+        raise ConfigError(f"--seeds must be at least 1, got {seeds}")
+    out = Path(out) if out is not None else Path("runs") / f"reproduce-{mode}"
+    entries = select(only)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {str(out)!r} is a file; choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    log(m.label)
+    trained = [e for e in entries if e.config is not None]
+    for i, e in enumerate(trained, 1):
+        s = seeds_for(e, m, seeds)
+        t0 = time.perf_counter()
+        log(f"[{i}/{len(trained)}] {e.id}: {e.title} ({len(s)} seeds)")
+        compare(experiment_of(e, m, out, s), out=out / e.id, backend=backend, jobs=jobs, address=address,
+                report=False, log=lambda line: log("  " + line))
+        log(f"  done in {time.perf_counter() - t0:.0f}s")
+    if any(e.id == "mc_dropout" for e in entries):
+        log(f"mc_dropout: {m.mc_samples} stochastic passes per dropout run")
+        run_mc_dropout(out, seeds_for(entry("dropout"), m, seeds), m, log)
+    if not only:
+        run_lr_finder(out, m, log)
+    values = collect_values(out, entries)
+    summary = summarize(values, entries)
+    verdicts = judge_claims(values)
+    write_atomic(out / "summary.csv", summary.to_csv(index=False, float_format="%.6g"))
+    write_atomic(out / "claims.csv", claims_table(verdicts).to_csv(index=False, float_format="%.6g"))
+    write_json(out / "provenance.json", {**provenance(m, argv), "seconds": time.perf_counter() - started})
+    result = Reproduction(out, m, summary, verdicts, values, time.perf_counter() - started)
+    if report:
+        from deepfit.report.chapter import write_chapter_report
+
+        result.report = write_chapter_report(result)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def claims_table(verdicts: list[Verdict]) -> pd.DataFrame:
+    return pd.DataFrame([{
+        "claim": v.claim.id, "text": v.claim.text, "better": v.claim.better, "worse": v.claim.worse,
+        "metric": v.claim.metric, "n": v.paired.n, "mean_difference": v.paired.mean_diff,
+        "ci_low": v.paired.ci_low, "ci_high": v.paired.ci_high, "p_value": v.paired.p_value,
+        "effect_size": v.paired.effect_size, "verdict": v.verdict} for v in verdicts])
+
+
+def publish(result: Reproduction, target: str | Path) -> Path:
+    """Copy the report, its figures and the tables (not the runs) into ``target`` (e.g. docs/results)."""
+    target = Path(target)
+    target.mkdir(parents=True, exist_ok=True)
+    for name in ("report.md", "report.html", "summary.csv", "claims.csv", "provenance.json"):
+        if (result.dir / name).is_file():
+            shutil.copy2(result.dir / name, target / name)
+    if (result.dir / "figures").is_dir():
+        shutil.copytree(result.dir / "figures", target / "figures", dirs_exist_ok=True)
+    for e in CATALOG:
+        for table in ("finals.csv", "results.csv"):
+            src = result.dir / e.id / table
+            if src.is_file():
+                (target / "tables").mkdir(exist_ok=True)
+                shutil.copy2(src, target / "tables" / f"{e.id}-{table}")
+    mc = result.dir / "mc_dropout" / "results.csv"
+    if mc.is_file():
+        (target / "tables").mkdir(exist_ok=True)
+        shutil.copy2(mc, target / "tables" / "mc_dropout-results.csv")
+    return target
+
+
+__all__ = ["FULL", "MODES", "QUICK", "Reproduction", "publish", "reproduce"]
