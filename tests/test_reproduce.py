@@ -1,0 +1,79 @@
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from deepfit.errors import ConfigError
+from deepfit.experiments import reproduce as rp
+from deepfit.experiments.catalog import CATALOG, CLAIMS, NOTEBOOK_IDS, judge
+
+
+def test_catalog_covers_every_experiment_of_the_spec_with_its_figure():
+    spec = {"leaky_relu": 0.8396, "selu_100": 0.8218, "relu_100": 0.7380, "batch_norm": 0.8750, "task_a": 0.9200,
+            "task_b_scratch": 0.9705, "task_b_on_a": 0.9935, "power": 0.8864, "exponential": 0.8832,
+            "piecewise": 0.8834, "plateau": 0.8936, "one_cycle": 0.8934, "l2": 0.8376, "dropout": 0.8934,
+            "mc_dropout": 0.8844, "max_norm": 0.8662}
+    assert sorted(NOTEBOOK_IDS) == sorted(spec)
+    for e in CATALOG:
+        if not e.baseline:
+            assert e.notebook == spec[e.id], e.id
+        if e.config:
+            assert (rp.configs_dir() / e.config).is_file(), e.config
+    ids = {e.id for e in CATALOG} | {"mc_dropout:deterministic"}
+    assert all(c.better in ids and c.worse in ids for c in CLAIMS)
+
+
+def test_verdicts_are_computed_from_the_numbers():
+    claim = next(c for c in CLAIMS if c.id == "selu_vs_relu")
+    relu = {s: 0.70 + 0.01 * s for s in range(5)}
+    selu = {s: v + 0.05 + 0.002 * (-1) ** s for s, v in relu.items()}
+    v = judge(claim, selu, relu)
+    assert v.verdict == "confirmed"
+    d = np.array([selu[s] - relu[s] for s in range(5)])
+    assert v.paired.p_value == pytest.approx(sps.ttest_rel(list(selu.values()), list(relu.values())).pvalue)
+    assert v.paired.mean_diff == pytest.approx(d.mean())
+    # Change the input: the same numbers the other way round, then noise, then too few seeds.
+    assert judge(claim, relu, selu).verdict == "not confirmed: the opposite holds"
+    noisy = {s: relu[s] + (0.05 if s % 2 else -0.05) for s in range(5)}
+    assert judge(claim, noisy, relu).verdict == "not distinguishable at 95% with 5 seeds"
+    assert judge(claim, {0: 0.9}, {0: 0.1}).verdict == "not distinguishable at 95% with 1 seed"
+
+
+def test_summary_says_whether_the_notebook_lies_inside_the_interval():
+    values = {"leaky_relu@val_accuracy": {0: 0.83, 1: 0.84, 2: 0.845}, "l2@val_accuracy": {0: 0.80, 1: 0.801, 2: 0.802}}
+    entries = [e for e in CATALOG if e.id in ("leaky_relu", "l2")]
+    table = rp.summarize(values, entries).set_index("id")
+    x = np.array([0.83, 0.84, 0.845])
+    half = sps.t.ppf(0.975, 2) * x.std(ddof=1) / np.sqrt(3)
+    assert table.loc["leaky_relu", "ci_low"] == pytest.approx(x.mean() - half)
+    assert table.loc["leaky_relu", "notebook_inside_ci"] is True or table.loc["leaky_relu", "notebook_inside_ci"]
+    assert not table.loc["l2", "notebook_inside_ci"]  # 0.8376 is far above 0.80 ± 0.0025
+
+
+def test_select_adds_what_an_entry_needs():
+    assert [e.id for e in rp.select(["task_b_on_a"])] == ["task_a", "task_b_on_a"]
+    assert [e.id for e in rp.select(["mc_dropout"])] == ["dropout", "mc_dropout"]
+    with pytest.raises(ConfigError, match="Did you mean 'selu_100'"):
+        rp.select(["selu100"])
+
+
+@pytest.mark.slow
+def test_a_tiny_reproduction_runs_end_to_end(tmp_path, monkeypatch):
+    tiny = dataclasses.replace(rp.QUICK, overrides={"data.train_size": 256, "data.validation_size": 500,
+                                                    "training.epochs": 1}, mc_samples=4, mc_test_images=300)
+    monkeypatch.setitem(rp.MODES, "quick", tiny)
+    result = rp.reproduce(tmp_path / "r", only=["l2", "l2_free", "mc_dropout"], seeds=2, log=lambda s: None)
+    assert set(result.summary["id"]) == {"l2", "l2_free", "dropout", "mc_dropout"}
+    assert (result.summary["n"] == 2).all()
+    claims = pd.read_csv(tmp_path / "r" / "claims.csv").set_index("claim")
+    assert set(claims.index) == {"l2_costs", "mc_dropout"}
+    finals = pd.read_csv(tmp_path / "r" / "l2" / "finals.csv")
+    assert len(finals) == 2 and finals["val_accuracy"].between(0, 1).all()
+    html = (tmp_path / "r" / "report.html").read_text()
+    assert "QUICK SMOKE RUN" in html and "The notebook&#x27;s claims" in html and "data:image/png;base64" in html
+    again = rp.reproduce(tmp_path / "r", only=["l2", "l2_free", "mc_dropout"], seeds=2, log=lambda s: None)
+    assert again.summary.equals(result.summary)  # resumed: nothing retrained, same numbers
+    published = rp.publish(again, tmp_path / "docs")
+    assert (published / "report.md").is_file() and (published / "tables" / "l2-finals.csv").is_file()
