@@ -159,6 +159,12 @@ def check_compatible(cfg, dataset, output_shape: tuple, model_input: tuple | Non
         )
     if len(dataset.x_train) == 0:
         raise DataError("the training set is empty; check data.train_size and data.validation_size")
+    for part in ("train", "valid", "test"):
+        x = getattr(dataset, f"x_{part}")
+        if x is not None and np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
+            i = int(np.flatnonzero(~np.isfinite(x.reshape(len(x), -1)).all(axis=1))[0])
+            raise DataError(f"the {part} inputs hold NaN or infinite values (first at sample {i}); "
+                            "clean the data before training")
     labels = [y for y in (dataset.y_train, dataset.y_valid, dataset.y_test) if y is not None and len(y)]
     top = max(int(np.max(y)) for y in labels)
     units = int(output_shape[-1]) if output_shape and output_shape[-1] is not None else None

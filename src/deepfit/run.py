@@ -277,4 +277,7 @@ def load_run(directory: str | Path) -> Run:
         seconds = dict(pd.read_csv(d / "timings.csv").itertuples(index=False, name=None))
         for row in history:
             row["seconds"] = seconds.get(row["epoch"])
-    return Run(d, cfg, load_model(d), history, read_json(d / "final.json", "final record"))
+    final = read_json(d / "final.json", "final record")
+    # A diverged run keeps no model (its weights were NaN), only its record and last good checkpoint.
+    model = None if final.get("status") == "diverged" and not (d / "model.json").exists() else load_model(d)
+    return Run(d, cfg, model, history, final)
