@@ -134,9 +134,17 @@ def prepare_out_dir(out: str | Path | None, cfg: Config, overwrite: bool) -> Pat
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         out = Path("runs") / f"{cfg.name or 'run'}-{stamp}"
     out = Path(out)
-    if out.exists() and not out.is_dir():
+    try:
+        os.fsencode(out)
+        if "\0" in str(out):
+            raise ValueError("it holds a NUL character")
+        exists, is_dir = out.exists(), out.is_dir()
+        holds_files = is_dir and any(out.iterdir())
+    except (UnicodeError, ValueError, OSError) as e:  # NUL, lone surrogate, name too long, ...
+        raise ConfigError(f"output directory {str(out)!r} is not a usable path ({e}); choose another --out") from None
+    if exists and not is_dir:
         raise ConfigError(f"output {str(out)!r} is a file, not a directory; choose another --out")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
+    if holds_files and not overwrite:
         raise ConfigError(
             f"output directory {str(out)!r} already holds files; choose another --out or pass --overwrite"
         )
@@ -188,6 +196,7 @@ def train(
     bit for bit; on a finished run it does nothing and returns it.
     """
     cfg = load_config(config, overrides)
+    config_text = dump_toml(cfg)  # fails now, not after the directory exists
     status = resume_status(out, cfg) if resume and save else "fresh"
     if status == "finished":
         run = load_run(out)
@@ -210,7 +219,7 @@ def train(
             shutil.rmtree(out_dir)
         out_dir.mkdir(parents=True, exist_ok=status == "resumable")
         if status == "fresh":
-            write_atomic(out_dir / "config.toml", dump_toml(cfg))
+            write_atomic(out_dir / "config.toml", config_text)
             write_json(out_dir / "environment.json", environment(cfg))
         extra.append(RunRecorder(out_dir))
         if t.tensorboard:
