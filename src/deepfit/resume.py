@@ -8,6 +8,8 @@ job script can pass it every time, as with Keras's BackupAndRestore).
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -73,7 +75,25 @@ def resume_status(out: str | Path | None, cfg: Config) -> Status:
             f"{'; ...' if len(diffs) > 5 else ''}). Resume with the same config and overrides, "
             "or start a new run in another --out"
         )
-    return "finished" if (d / MANIFEST).is_file() else "resumable"
+    finished = (d / MANIFEST).is_file()
+    clean_debris(d, finished)
+    return "finished" if finished else "resumable"
+
+
+def clean_debris(d: Path, finished: bool) -> None:
+    """Remove what a process killed mid-write leaves: temporary files (``.name.XXXX.tmp``),
+    a backup being deleted, and, once the run has finished (not diverged), its backup."""
+    for tmp in d.glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+    for trash in d.glob(".*.deleting"):
+        shutil.rmtree(trash, ignore_errors=True)
+    if finished and (d / CHECKPOINTS).is_dir():
+        try:
+            status = json.loads((d / "final.json").read_text(encoding="utf-8")).get("status")
+        except (OSError, ValueError, AttributeError):
+            return
+        if status in ("completed", "stopped"):
+            BackupAndRestore(str(d / CHECKPOINTS)).remove()
 
 
 def attach_backup(callbacks: list[Callback], out_dir: Path | None, default: bool) -> BackupAndRestore | None:

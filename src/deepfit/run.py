@@ -197,7 +197,7 @@ def train(
     """
     cfg = load_config(config, overrides)
     config_text = dump_toml(cfg)  # fails now, not after the directory exists
-    status = resume_status(out, cfg) if resume and save else "fresh"
+    status = resume_status(out if save else None, cfg) if resume else "fresh"
     if status == "finished":
         run = load_run(out)
         run.resume_note = f"run {str(out)!r} already finished ({run.final.get('status')}); nothing to do"

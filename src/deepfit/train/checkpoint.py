@@ -70,6 +70,8 @@ def write_checkpoint(directory: str | Path, step: int, arrays: dict[str, np.ndar
         return final  # already complete and current (a resumed run reaching the same step)
     for stale in d.glob(".tmp-*"):  # left by a process killed mid-write
         shutil.rmtree(stale, ignore_errors=True)
+    for stale in d.glob(f".{POINTER}.*.tmp"):
+        stale.unlink(missing_ok=True)
     tmp = d / f".tmp-{name}-{os.getpid()}"
     tmp.mkdir()
     # (np.ascontiguousarray would turn a 0-d array into shape (1,))

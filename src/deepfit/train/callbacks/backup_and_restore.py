@@ -170,5 +170,9 @@ class BackupAndRestore(Callback):
     def remove(self) -> None:
         """Delete the backup (the run finished and its model is saved)."""
         if self.backup_dir is not None and self.backup_dir.is_dir():
-            shutil.rmtree(self.backup_dir, ignore_errors=True)
+            # Renamed first, so a kill during the removal leaves no half backup under its name.
+            trash = self.backup_dir.with_name(f".{self.backup_dir.name}.deleting")
+            shutil.rmtree(trash, ignore_errors=True)
+            self.backup_dir.rename(trash)
+            shutil.rmtree(trash, ignore_errors=True)
 
