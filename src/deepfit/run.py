@@ -39,11 +39,11 @@ from deepfit.data.prepare import Dataset, load_data
 from deepfit.errors import CheckpointError, ConfigError
 from deepfit.io import MANIFEST, read_json, verify_manifest, write_atomic, write_json, write_manifest
 from deepfit.nn.build import build_model
-from deepfit.preflight import check_resources
-from deepfit.resume import attach_backup, fit_resumed, resume_status
 from deepfit.optim.optimizers import make_optimizer
 from deepfit.optim.schedules import make_schedule
 from deepfit.serialize import load_model, save_model
+from deepfit.preflight import check_resources
+from deepfit.resume import attach_backup, fit_resumed, resume_status  # also registers backup_and_restore
 from deepfit.train.callbacks import make_callback
 from deepfit.train.callbacks.progress import Progress
 from deepfit.train.callbacks.tensorboard import TensorBoard
@@ -211,7 +211,6 @@ def train(
         model.build((None, *cfg.model.input_shape))
     t = cfg.training
     extra: list[Callback] = [TerminateOnNaN(), *map(make_callback, t.callbacks), *callbacks]
-    backup = attach_backup(extra, out_dir, checkpoint)
     if t.progress:
         extra.append(Progress())
     if out_dir is not None:
@@ -224,6 +223,7 @@ def train(
         extra.append(RunRecorder(out_dir))
         if t.tensorboard:
             extra.append(TensorBoard(str(out_dir / "tensorboard")))
+    backup = attach_backup(extra, out_dir, checkpoint)
     trainer = make_trainer(cfg, model, -(-len(dataset.x_train) // t.batch_size), extra)
     note = None
     if status == "resumable" and backup is not None and backup.restore(trainer, len(dataset.x_train)):
