@@ -92,8 +92,12 @@ def available_memory() -> int | None:
     return min(candidates) if candidates else None
 
 
-def _shapes_without_allocating(cfg) -> tuple[keras.Model, list[tuple]]:
-    """The config's model with deferred (unallocated) variables, and each layer's output shape."""
+def _shapes_without_allocating(cfg) -> tuple[keras.Model, list[tuple]] | None:
+    """The config's model with deferred (unallocated) variables, and each layer's output shape.
+
+    None when the model cannot be built that way (a layer that creates variables
+    outside ``build``, or one that reads a saved run): the real build then says why.
+    """
     from keras.src.backend.common import global_state
     from keras.src.backend.common.stateless_scope import StatelessScope
 
@@ -103,14 +107,12 @@ def _shapes_without_allocating(cfg) -> tuple[keras.Model, list[tuple]]:
     try:
         with StatelessScope(initialize_variables=False):
             model = build_model(cfg.model)
-    except ConfigError:
-        raise
-    except (ValueError, TypeError, OverflowError) as e:
-        raise ConfigError(f"model: Keras cannot build these layers on input_shape {cfg.model.input_shape}: {e}") from None
+        return model, [tuple(layer.output.shape) for layer in model.layers]
+    except Exception:  # noqa: BLE001 (anything: the real build, outside the scope, raises it properly)
+        return None
     finally:
         # Forget the deferred variables, or Keras would allocate them at its next scope's exit.
         global_state.set_global_attribute("uninitialized_variables", pending)
-    return model, [tuple(layer.output.shape) for layer in model.layers]
 
 
 def _size(shape) -> int:
@@ -127,10 +129,13 @@ def optimizer_slots(spec: Any) -> int:
     return len(opt.variables) - before
 
 
-def estimate(cfg, dataset=None, model: keras.Model | None = None) -> tuple[Estimate, tuple]:
-    """The memory estimate for a run, and the model's output shape."""
+def estimate(cfg, dataset=None, model: keras.Model | None = None) -> tuple[Estimate, tuple] | None:
+    """The memory estimate for a run, and the model's output shape (None: cannot tell before building)."""
     if model is None:
-        model, shapes = _shapes_without_allocating(cfg)
+        built = _shapes_without_allocating(cfg)
+        if built is None:
+            return None
+        model, shapes = built
     else:
         shapes = []
         for layer in getattr(model, "layers", []):
@@ -183,9 +188,13 @@ def check_compatible(cfg, dataset, output_shape: tuple, model_input: tuple | Non
 
 
 def check_resources(cfg, dataset, model: keras.Model | None = None,
-                    available: int | None = None) -> Estimate:
-    """Fail with the estimate when the run obviously cannot fit in memory; returns the estimate."""
-    est, output_shape = estimate(cfg, dataset, model)
+                    available: int | None = None) -> Estimate | None:
+    """Fail with the estimate when the run obviously cannot fit in memory; returns the estimate
+    (None when the model cannot be sized before it is built)."""
+    result = estimate(cfg, dataset, model)
+    if result is None:
+        return None
+    est, output_shape = result
     check_compatible(cfg, dataset, output_shape, None if model is None else tuple(model.input_shape[1:]))
     free = available_memory() if available is None else available
     if free is None or est.total <= free:
@@ -199,3 +208,16 @@ def check_resources(cfg, dataset, model: keras.Model | None = None,
         f"the data cannot fit in memory beside the model: {est.describe()}, but only {gib(free)} is "
         "available. Use a smaller data.train_size"
     )
+
+
+def build_checked(cfg) -> keras.Model:
+    """``build_model`` for a config, with Keras's complaints about its layers as a ConfigError
+    (e.g. a Reshape that does not fit the input shape)."""
+    from deepfit.nn.build import build_model
+
+    try:
+        return build_model(cfg.model, seed=cfg.seed)
+    except (ValueError, TypeError) as e:
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError(f"model: Keras cannot build these layers on input_shape {cfg.model.input_shape}: {e}") from None

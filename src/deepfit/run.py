@@ -42,7 +42,7 @@ from deepfit.nn.build import build_model
 from deepfit.optim.optimizers import make_optimizer
 from deepfit.optim.schedules import make_schedule
 from deepfit.serialize import load_model, save_model
-from deepfit.preflight import check_resources
+from deepfit.preflight import build_checked, check_resources
 from deepfit.resume import attach_backup, fit_resumed, resume_status  # also registers backup_and_restore
 from deepfit.train.callbacks import make_callback
 from deepfit.train.callbacks.progress import Progress
@@ -206,7 +206,7 @@ def train(
     dataset = data if isinstance(data, Dataset) else load_data(cfg.data, arrays=data)
     check_resources(cfg, dataset, model)
     if model is None:
-        model = build_model(cfg.model, seed=cfg.seed)
+        model = build_checked(cfg)
     elif not model.built:
         model.build((None, *cfg.model.input_shape))
     t = cfg.training
