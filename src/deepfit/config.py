@@ -351,4 +351,12 @@ def load_config(
 def dump_toml(cfg: Config) -> str:
     import tomli_w
 
-    return tomli_w.dumps(cfg.to_dict())
+    def drop_none(tree: Any) -> Any:  # TOML has no null: an absent key means the same
+        if isinstance(tree, dict):
+            return {k: drop_none(v) for k, v in tree.items() if v is not None}
+        return [drop_none(v) for v in tree] if isinstance(tree, list) else tree
+
+    try:
+        return tomli_w.dumps(drop_none(cfg.to_dict()))
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"the config cannot be written as TOML ({e}); use plain numbers, strings and tables") from None

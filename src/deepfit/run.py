@@ -4,11 +4,14 @@ The run directory is the unit of record::
 
     config.toml          the resolved config (seed included): rerun it as is
     environment.json     versions, backend, devices, threads, command line
-    metrics.csv          one row an epoch, rewritten atomically after each
+    metrics.csv          one row an epoch, rewritten atomically after each (deterministic:
+                         a resumed run's is byte-identical to an uninterrupted one's)
+    timings.csv          seconds each epoch took (kept apart: they differ run to run)
     final.json           last metrics, test metrics, why training ended
     model.json           Keras architecture (rebuilt with safe_mode=True)
     weights.safetensors  every model variable, BatchNorm statistics included
     manifest.json        sha256 of each file above, written last, checked on load
+    checkpoints/         the last training state while the run is unfinished (see --resume)
 
 ``final.json`` and ``manifest.json`` exist only once a run has ended, so an
 interrupted run never looks finished.
@@ -39,6 +42,8 @@ from deepfit.io import MANIFEST, read_json, verify_manifest, write_atomic, write
 from deepfit.nn.build import build_model
 from deepfit.optim.plan import make_optimizer_and_schedule
 from deepfit.serialize import load_model, save_model
+from deepfit.preflight import build_checked, check_resources
+from deepfit.resume import attach_backup, fit_resumed, resume_status  # also registers backup_and_restore
 from deepfit.train.callbacks import make_callback
 from deepfit.train.callbacks.progress import Progress
 from deepfit.train.callbacks.tensorboard import TensorBoard
@@ -46,7 +51,8 @@ from deepfit.train.callbacks.terminate_on_nan import TerminateOnNaN
 from deepfit.train.events import Callback
 from deepfit.train.loop import Trainer
 
-METRIC_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds")
+METRIC_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
+TIMING_COLUMNS = ("epoch", "seconds")
 
 
 @dataclass
@@ -59,6 +65,7 @@ class Run:
     history_rows: list[dict[str, Any]]
     final: dict[str, Any] = field(default_factory=dict)
     trainer: Trainer | None = None
+    resume_note: str | None = None  # what --resume did, for the command line to say
 
     @property
     def history(self):
@@ -90,9 +97,16 @@ def environment(cfg: Config) -> dict[str, Any]:
     }
 
 
-def metrics_csv(rows: Sequence[Mapping[str, Any]]) -> str:
-    columns = [c for c in METRIC_COLUMNS if any(c in r for r in rows)]
-    columns += sorted({k for r in rows for k in r} - set(columns))
+def metrics_csv(rows: Sequence[Mapping[str, Any]], timings: bool = False) -> str:
+    """The history as CSV: the metrics, or with ``timings`` only the epoch and its seconds."""
+    if not rows:
+        return ""
+    if timings:
+        columns = [c for c in TIMING_COLUMNS if any(c in r for r in rows)]
+    else:
+        columns = [c for c in METRIC_COLUMNS if any(c in r for r in rows)]
+        columns += sorted({k for r in rows for k in r} - set(columns) - set(TIMING_COLUMNS[1:]))
+    rows = [{k: r[k] for k in columns if k in r} for r in rows]
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
@@ -111,6 +125,7 @@ class RunRecorder(Callback):
 
     def on_epoch_end(self, trainer, epoch, logs) -> None:
         write_atomic(self.directory / "metrics.csv", metrics_csv(trainer.history))
+        write_atomic(self.directory / "timings.csv", metrics_csv(trainer.history, timings=True))
 
 
 def prepare_out_dir(out: str | Path | None, cfg: Config, overwrite: bool) -> Path:
@@ -119,9 +134,17 @@ def prepare_out_dir(out: str | Path | None, cfg: Config, overwrite: bool) -> Pat
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         out = Path("runs") / f"{cfg.name or 'run'}-{stamp}"
     out = Path(out)
-    if out.exists() and not out.is_dir():
+    try:
+        os.fsencode(out)
+        if "\0" in str(out):
+            raise ValueError("it holds a NUL character")
+        exists, is_dir = out.exists(), out.is_dir()
+        holds_files = is_dir and any(out.iterdir())
+    except (UnicodeError, ValueError, OSError) as e:  # NUL, lone surrogate, name too long, ...
+        raise ConfigError(f"output directory {str(out)!r} is not a usable path ({e}); choose another --out") from None
+    if exists and not is_dir:
         raise ConfigError(f"output {str(out)!r} is a file, not a directory; choose another --out")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
+    if holds_files and not overwrite:
         raise ConfigError(
             f"output directory {str(out)!r} already holds files; choose another --out or pass --overwrite"
         )
@@ -157,6 +180,8 @@ def train(
     callbacks: Sequence[Callback] = (),
     save: bool = True,
     overwrite: bool = False,
+    resume: bool = False,
+    checkpoint: bool = True,
 ) -> Run:
     """Train what a config describes and record it in a run directory.
 
@@ -164,12 +189,25 @@ def train(
     instead of the config's; ``data`` a prepared :class:`Dataset` or raw arrays
     (``((x_train, y_train), (x_test, y_test))``). ``save=False`` keeps
     everything in memory and writes nothing.
+
+    A run that writes a directory backs its whole training state up at the end
+    of every epoch (``checkpoints/``; ``checkpoint=False`` turns that off, a
+    ``backup_and_restore`` callback in the config sets its frequency).
+    ``resume=True`` continues the run in ``out`` from its last checkpoint,
+    bit for bit; on a finished run it does nothing and returns it.
     """
     cfg = load_config(config, overrides)
-    out_dir = prepare_out_dir(out, cfg, overwrite) if save else None
+    config_text = dump_toml(cfg)  # fails now, not after the directory exists
+    status = resume_status(out if save else None, cfg) if resume else "fresh"
+    if status == "finished":
+        run = load_run(out)
+        run.resume_note = f"run {str(out)!r} already finished ({run.final.get('status')}); nothing to do"
+        return run
+    out_dir = (Path(out) if status == "resumable" else prepare_out_dir(out, cfg, overwrite)) if save else None
     dataset = data if isinstance(data, Dataset) else load_data(cfg.data, arrays=data)
+    check_resources(cfg, dataset, model)
     if model is None:
-        model = build_model(cfg.model, seed=cfg.seed)
+        model = build_checked(cfg)
     elif not model.built:
         model.build((None, *cfg.model.input_shape))
     t = cfg.training
@@ -181,24 +219,40 @@ def train(
     if t.progress:
         extra.append(Progress())
     if out_dir is not None:
-        if out_dir.exists() and overwrite:
+        if out_dir.exists() and overwrite and status == "fresh":
             shutil.rmtree(out_dir)
-        out_dir.mkdir(parents=True)
-        write_atomic(out_dir / "config.toml", dump_toml(cfg))
-        write_json(out_dir / "environment.json", environment(cfg))
+        out_dir.mkdir(parents=True, exist_ok=status == "resumable")
+        if status == "fresh":
+            write_atomic(out_dir / "config.toml", config_text)
+            write_json(out_dir / "environment.json", environment(cfg))
         extra.append(RunRecorder(out_dir))
         if t.tensorboard:
             extra.append(TensorBoard(str(out_dir / "tensorboard")))
+    backup = attach_backup(extra, out_dir, checkpoint)
     trainer = make_trainer(cfg, model, -(-len(dataset.x_train) // t.batch_size), extra)
+    note = None
+    if status == "resumable" and backup is not None and backup.restore(trainer, len(dataset.x_train)):
+        note = f"resumed from {backup.restored_from} (step {int(trainer.state.step)})"
+    elif status == "resumable":
+        note = "no checkpoint to resume from: the run starts again from the beginning"
     started = time.perf_counter()
-    trainer.fit(dataset.x_train, dataset.y_train, validation_data=(dataset.x_valid, dataset.y_valid))
+    fit_resumed(trainer, backup, dataset)
     final = final_record(trainer, dataset, time.perf_counter() - started)
-    run = Run(out_dir, cfg, model, trainer.history, final, trainer)
+    run = Run(out_dir, cfg, model, trainer.history, final, trainer, note)
     if out_dir is not None:
-        files = ["config.toml", "environment.json", "metrics.csv", "final.json"]
-        files += save_model(model, out_dir)
+        write_atomic(out_dir / "metrics.csv", metrics_csv(trainer.history))
+        write_atomic(out_dir / "timings.csv", metrics_csv(trainer.history, timings=True))
+        files = ["config.toml", "environment.json", "metrics.csv", "timings.csv", "final.json"]
+        if final["status"] == "diverged":
+            # Weights that produced a NaN are not a model: keep the last good checkpoint instead.
+            if backup is not None and backup.latest() is not None:
+                final["divergence"]["last_good_checkpoint"] = str(backup.latest().relative_to(out_dir))
+        else:
+            files += save_model(model, out_dir)
         write_json(out_dir / "final.json", final)
         write_manifest(out_dir, files)
+        if backup is not None and backup.delete_checkpoint and final["status"] != "diverged":
+            backup.remove()
     return run
 
 
@@ -214,7 +268,8 @@ def final_record(trainer: Trainer, dataset: Dataset, seconds: float) -> dict[str
         "last": trainer.history[-1] if trainer.history else {},
     }
     if nan is not None and nan.report:
-        final["divergence"] = nan.report
+        final["divergence"] = {**nan.report, "hint": "the learning rate is probably too high: "
+                               "run `deepfit find-lr CONFIG` and train again with a lower rate"}
     if dataset.x_test is not None and status != "diverged":
         final["test_loss"], final["test_accuracy"] = trainer.evaluate(dataset.x_test, dataset.y_test)
     return final
@@ -232,4 +287,11 @@ def load_run(directory: str | Path) -> Run:
     import pandas as pd
 
     history = pd.read_csv(d / "metrics.csv").to_dict("records") if (d / "metrics.csv").stat().st_size else []
-    return Run(d, cfg, load_model(d), history, read_json(d / "final.json", "final record"))
+    if history and (d / "timings.csv").is_file() and (d / "timings.csv").stat().st_size:
+        seconds = dict(pd.read_csv(d / "timings.csv").itertuples(index=False, name=None))
+        for row in history:
+            row["seconds"] = seconds.get(row["epoch"])
+    final = read_json(d / "final.json", "final record")
+    # A diverged run keeps no model (its weights were NaN), only its record and last good checkpoint.
+    model = None if final.get("status") == "diverged" and not (d / "model.json").exists() else load_model(d)
+    return Run(d, cfg, model, history, final)

@@ -8,7 +8,8 @@ def register(sub) -> None:
     p = sub.add_parser("train", help="train what a config describes; write a run directory",
                        description="Train a network from a TOML config and record the run in a directory.",
                        epilog="examples:\n  deepfit train configs/leaky_relu.toml --out runs/lr\n"
-                              "  deepfit train configs/dropout.toml --seed 3 --epochs 2 training.batch_size=64",
+                              "  deepfit train configs/dropout.toml --seed 3 --epochs 2 training.batch_size=64\n"
+                              "  deepfit train configs/leaky_relu.toml --out runs/lr --resume   # after a crash",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("config", help="a TOML config file")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
@@ -18,6 +19,10 @@ def register(sub) -> None:
     p.add_argument("--epochs", type=int, help="override training.epochs")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     p.add_argument("--no-progress", action="store_true", help="no progress output")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last checkpoint (a finished run: nothing to do)")
+    p.add_argument("--no-checkpoint", action="store_true",
+                   help="do not back the training state up at each epoch's end (then --resume restarts)")
     p.set_defaults(handler=run)
 
 
@@ -31,7 +36,10 @@ def run(args) -> int:
         overrides.append(f"training.epochs={args.epochs}")
     if args.no_progress:
         overrides.append("training.progress=false")
-    result = train(args.config, out=args.out, overrides=overrides, overwrite=args.overwrite)
+    result = train(args.config, out=args.out, overrides=overrides, overwrite=args.overwrite,
+                   resume=args.resume, checkpoint=not args.no_checkpoint)
+    if result.resume_note:
+        print(result.resume_note, file=sys.stderr)
     final = result.final
     last = final.get("last", {})
     print(f"run: {result.dir}")
@@ -42,6 +50,9 @@ def run(args) -> int:
         print(f"test_accuracy {final['test_accuracy']:.4f}")
     if final["status"] == "diverged":
         print(f"deepfit: training diverged: {final['stop_reason']}", file=sys.stderr)
+        if "last_good_checkpoint" in final.get("divergence", {}):
+            print(f"the last good state is kept in {result.dir / final['divergence']['last_good_checkpoint']}; "
+                  f"no model was saved", file=sys.stderr)
         return 1
     if final["stop_reason"]:
         print(final["stop_reason"])

@@ -19,6 +19,9 @@ from deepfit.errors import ConfigError
 from deepfit.nn.layers import MCAlphaDropout, MCDropout, RReLU
 from deepfit.registry import Registry, did_you_mean
 
+# Keras layers that wrap a Python callable or load a saved program: never from a config.
+CODE_LAYERS = frozenset({"Lambda", "TFSMLayer", "TorchModuleWrapper", "JaxLayer", "FlaxLayer"})
+
 LAYERS = Registry("layer type")
 for _name, _cls, _aliases in [
     ("flatten", keras.layers.Flatten, ()),
@@ -87,6 +90,11 @@ def make_layer(spec: Mapping[str, Any]) -> keras.layers.Layer:
     kind = spec["type"]
     if kind in LAYERS:
         cls = LAYERS.get(kind)
+    elif isinstance(kind, str) and kind in CODE_LAYERS:
+        raise ConfigError(
+            f"layer type {kind!r} runs Python code or loads a file, which a config (data, never code) may not "
+            "ask for; write such a model in Python and pass it as deepfit.train(model=...)"
+        )
     elif isinstance(kind, str) and isinstance(getattr(keras.layers, kind, None), type):
         cls = getattr(keras.layers, kind)  # any other Keras layer by its class name
     else:

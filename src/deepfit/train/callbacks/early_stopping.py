@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import jax.numpy as jnp
 import numpy as np
 
 from deepfit.train.callbacks import CALLBACKS
@@ -71,7 +72,11 @@ class EarlyStopping(Callback):
             trainer.state.to_model(trainer.model)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait}
+        # The best epoch's arrays too: a run resumed after it must still restore them.
+        best_state = None if self._best_state is None else [list(self._best_state[0]), list(self._best_state[1])]
+        return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait, "best_state": best_state}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best, self.best_epoch, self.wait = state["best"], state["best_epoch"], state["wait"]
+        best = state.get("best_state")
+        self._best_state = None if best is None else tuple(tuple(jnp.asarray(a) for a in part) for part in best)

@@ -30,3 +30,9 @@ class TerminateOnNaN(Callback):
                 f"with learning rate {float(chunk.rates[i]):.3g}; last finite loss {self.last_finite}. "
                 "The rate is probably too high: try `deepfit find-lr CONFIG`."
             )
+
+    def state_dict(self) -> dict:
+        return {"last_finite": self.last_finite}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.last_finite = state["last_finite"]

@@ -1,0 +1,123 @@
+"""Resuming a run directory: which state it is in, and whether a config may continue it.
+
+A run directory is *finished* once its manifest exists (written last), *resumable*
+while it holds the ``config.toml`` of a run that has not finished, and *fresh*
+when it does not exist or is empty (``--resume`` then simply starts the run, so a
+job script can pass it every time, as with Keras's BackupAndRestore).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from deepfit.config import Config, load_config
+from deepfit.errors import ConfigError
+from deepfit.io import MANIFEST
+from deepfit.train.callbacks.backup_and_restore import BackupAndRestore
+from deepfit.train.events import Callback
+
+if TYPE_CHECKING:
+    from deepfit.data.prepare import Dataset
+    from deepfit.train.loop import Trainer
+
+# Settings that change what is shown, never what is computed: a resume may differ in them.
+COSMETIC = ("training.progress",)
+CHECKPOINTS = "checkpoints"
+
+Status = Literal["fresh", "resumable", "finished"]
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        out: dict[str, Any] = {}
+        for k, v in tree.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix.rstrip("."): tree}
+
+
+def config_differences(saved: Config, given: Config) -> list[str]:
+    """``["training.epochs: 3 in the run, 5 given", ...]``, cosmetic settings left out."""
+    a, b = _flatten(saved.to_dict()), _flatten(given.to_dict())
+    diffs = []
+    for key in sorted(set(a) | set(b)):
+        if key in COSMETIC or a.get(key) == b.get(key):
+            continue
+        diffs.append(f"{key}: {a.get(key, '(unset)')!r} in the run, {b.get(key, '(unset)')!r} given")
+    return diffs
+
+
+def resume_status(out: str | Path | None, cfg: Config) -> Status:
+    """Where ``--resume`` on ``out`` stands; a config that differs from the run's is a ConfigError."""
+    if out is None:
+        raise ConfigError("--resume needs --out DIR: the run directory to continue")
+    d = Path(out)
+    try:
+        if not d.exists() or (d.is_dir() and not any(d.iterdir())):
+            return "fresh"
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"--out {str(d)!r}: cannot be read ({e}); choose another --out") from None
+    if not d.is_dir():
+        raise ConfigError(f"--resume: {str(d)!r} is a file, not a run directory")
+    if not (d / "config.toml").is_file():
+        raise ConfigError(
+            f"--resume: {str(d)!r} holds files but no config.toml, so it is not a deepfit run directory; "
+            "choose another --out"
+        )
+    saved = load_config(d / "config.toml")
+    diffs = config_differences(saved, cfg)
+    if diffs:
+        raise ConfigError(
+            f"--resume: the run in {str(d)!r} was made with a different config ({'; '.join(diffs[:5])}"
+            f"{'; ...' if len(diffs) > 5 else ''}). Resume with the same config and overrides, "
+            "or start a new run in another --out"
+        )
+    finished = (d / MANIFEST).is_file()
+    clean_debris(d, finished)
+    return "finished" if finished else "resumable"
+
+
+def clean_debris(d: Path, finished: bool) -> None:
+    """Remove what a process killed mid-write leaves: temporary files (``.name.XXXX.tmp``),
+    a backup being deleted, and, once the run has finished (not diverged), its backup."""
+    for tmp in d.glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+    for trash in d.glob(".*.deleting"):
+        shutil.rmtree(trash, ignore_errors=True)
+    if finished and (d / CHECKPOINTS).is_dir():
+        try:
+            status = json.loads((d / "final.json").read_text(encoding="utf-8")).get("status")
+        except (OSError, ValueError, AttributeError):
+            return
+        if status in ("completed", "stopped"):
+            BackupAndRestore(str(d / CHECKPOINTS)).remove()
+
+
+def attach_backup(callbacks: list[Callback], out_dir: Path | None, default: bool) -> BackupAndRestore | None:
+    """The run's BackupAndRestore: the config's (its folder defaulting to the run's
+    ``checkpoints/``), else an every-epoch one when the run writes a directory."""
+    backup = next((c for c in callbacks if isinstance(c, BackupAndRestore)), None)
+    if backup is None and default and out_dir is not None:
+        backup = BackupAndRestore()
+        callbacks.append(backup)
+    if backup is not None and backup.backup_dir is None and out_dir is not None:
+        backup.backup_dir = out_dir / CHECKPOINTS
+    return backup
+
+
+def fit_resumed(trainer: "Trainer", backup: BackupAndRestore | None, dataset: "Dataset") -> None:
+    """``trainer.fit`` on the dataset; a run restored after a callback had stopped it only finishes."""
+    stopped, reason = backup.stopped if backup is not None and backup.restored_from else (False, None)
+    epochs = trainer.epochs
+    if stopped:
+        # No epoch may run, but on_fit_begin/end must (early stopping restores its best weights there).
+        trainer.epochs = int(trainer.state.step) // trainer.steps_per_epoch(len(dataset.x_train))
+    try:
+        trainer.fit(dataset.x_train, dataset.y_train, validation_data=(dataset.x_valid, dataset.y_valid))
+    finally:
+        trainer.epochs = epochs
+    if stopped:
+        trainer.stop_reason = reason
