@@ -30,7 +30,7 @@ def per_run_metrics(exp_dir: Path) -> dict:
     out = {}
     for v, s in ALL:
         d = run_dir(exp_dir, v, s)
-        metrics = pd.read_csv(d / "metrics.csv").drop(columns=["seconds"])
+        metrics = pd.read_csv(d / "metrics.csv")
         final = json.loads((d / "final.json").read_text())
         out[(v, s)] = (metrics.to_csv(index=False, float_format="%.17g"), final.get("test_accuracy"),
                        final.get("test_loss"), digest(d / "weights.safetensors"))

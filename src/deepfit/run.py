@@ -39,7 +39,6 @@ from deepfit.config import Config, dump_toml, load_config
 from deepfit.data.prepare import Dataset, load_data
 from deepfit.errors import CheckpointError, ConfigError
 from deepfit.io import MANIFEST, read_json, verify_manifest, write_atomic, write_json, write_manifest
-from deepfit.nn.build import build_model
 from deepfit.optim.plan import make_optimizer_and_schedule
 from deepfit.serialize import load_model, save_model
 from deepfit.preflight import build_checked, check_resources

@@ -164,7 +164,7 @@ def build_model(model_cfg, seed: int | None = None) -> keras.Sequential:
             counts[base] = n + 1
             layer.name = base if n == 0 else f"{base}_{n}"
         layers.append(layer)
-    return keras.Sequential([keras.Input(tuple(cfg.input_shape)), *layers], name="sequential")
+    return keras.Sequential([keras.Input(tuple(cfg.input_shape), name="input_layer"), *layers], name="sequential")
 
 
 def summary(model: keras.Model) -> str:

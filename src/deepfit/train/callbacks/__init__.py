@@ -40,5 +40,6 @@ def make_callback(spec: str | Mapping[str, Any] | Callback) -> Callback:
 
 # Importing the modules registers them.
 from deepfit.train.callbacks import (  # noqa: E402,F401
-    early_stopping, layer_stats, progress, reduce_lr_on_plateau, tensorboard, terminate_on_nan,
+    backup_and_restore, early_stopping, layer_stats, progress, reduce_lr_on_plateau, tensorboard,
+    terminate_on_nan,
 )
