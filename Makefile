@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/deepfit train configs/leaky_relu.toml --out runs/demo-leaky_relu --overwrite
+	$(BIN)/deepfit reproduce --quick --out runs/reproduce-quick
 
 # The report test renders HTML in headless Chromium; install it where we can (root + apt), else it skips.
 browser:

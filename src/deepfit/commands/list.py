@@ -39,6 +39,8 @@ def families() -> dict[str, callable]:
                            ("binary_crossentropy", "0/1 labels, one sigmoid output")],
         "schedules": registry(SCHEDULES),
         "callbacks": registry(CALLBACKS),
+        "experiments": lambda: [(e.id, e.title + ("" if e.notebook is None else f" (notebook: {e.notebook})"))
+                                for e in __import__("deepfit.experiments.catalog", fromlist=["CATALOG"]).CATALOG],
     }
 
 
