@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from deepfit.train.callbacks import CALLBACKS
+from deepfit.train.callbacks.monitor import Monitor
 from deepfit.train.events import Callback
 
 
@@ -25,35 +26,22 @@ class EarlyStopping(Callback):
 
     def __init__(self, monitor: str = "val_loss", patience: int = 0, min_delta: float = 0.0,
                  mode: str = "auto", restore_best_weights: bool = False, start_from_epoch: int = 0):
-        if patience < 0 or min_delta < 0:
-            raise ValueError(f"patience and min_delta must be >= 0, got {patience}, {min_delta}")
-        if mode not in ("auto", "min", "max"):
-            raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
-        self.monitor, self.patience, self.min_delta = monitor, patience, abs(min_delta)
+        if patience < 0:
+            raise ValueError(f"patience must be >= 0, got {patience}")
+        self.watch = Monitor("early_stopping", monitor, mode, min_delta)
+        self.monitor, self.mode, self.patience = monitor, self.watch.mode, patience
         self.restore_best_weights, self.start_from_epoch = restore_best_weights, start_from_epoch
-        self.mode = mode if mode != "auto" else ("max" if "acc" in monitor else "min")
         self.best: float | None = None
         self.best_epoch = -1
         self.wait = 0
         self._best_state = None
 
-    def _improved(self, value: float) -> bool:
-        if self.best is None:
-            return True
-        if self.mode == "min":
-            return value < self.best - self.min_delta
-        return value > self.best + self.min_delta
-
     def on_epoch_end(self, trainer, epoch: int, logs: dict[str, Any]) -> None:
-        if self.monitor not in logs:
-            raise ValueError(
-                f"early_stopping monitors {self.monitor!r}, which the logs lack; available: {', '.join(logs)}"
-            )
-        value = float(logs[self.monitor])
+        value = self.watch.value(logs)
         if epoch < self.start_from_epoch or not np.isfinite(value):
             return
         self.wait += 1
-        if self._improved(value):
+        if self.watch.improved(value, self.best):
             self.best, self.best_epoch, self.wait = value, epoch, 0
             if self.restore_best_weights:
                 # JAX arrays are immutable: keeping a reference is a free snapshot.

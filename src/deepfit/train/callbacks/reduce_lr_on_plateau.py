@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from deepfit.train.callbacks import CALLBACKS
+from deepfit.train.callbacks.monitor import Monitor
 from deepfit.train.events import Callback
 
 
@@ -34,33 +35,20 @@ class ReduceLROnPlateau(Callback):
             raise ValueError(f"factor must be in (0, 1), got {factor!r}")
         if patience < 0 or cooldown < 0 or min_lr < 0:
             raise ValueError(f"patience, cooldown and min_lr must be >= 0, got {patience}, {cooldown}, {min_lr}")
-        if mode not in ("auto", "min", "max"):
-            raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
-        self.monitor, self.factor, self.patience = monitor, float(factor), int(patience)
-        self.min_delta, self.cooldown, self.min_lr = abs(float(min_delta)), int(cooldown), float(min_lr)
-        self.mode = mode if mode != "auto" else ("max" if "acc" in monitor else "min")
+        self.watch = Monitor("reduce_lr_on_plateau", monitor, mode, abs(float(min_delta)))
+        self.monitor, self.mode, self.factor, self.patience = monitor, self.watch.mode, float(factor), int(patience)
+        self.cooldown, self.min_lr = int(cooldown), float(min_lr)
         self.best: float | None = None
         self.wait = 0
         self.cooldown_counter = 0
         self.reductions: list[dict[str, float]] = []
 
-    def _improved(self, value: float) -> bool:
-        if self.best is None:
-            return True
-        if self.mode == "min":
-            return value < self.best - self.min_delta
-        return value > self.best + self.min_delta
-
     def on_epoch_end(self, trainer, epoch: int, logs: dict[str, Any]) -> None:
-        if self.monitor not in logs:
-            raise ValueError(
-                f"reduce_lr_on_plateau monitors {self.monitor!r}, which the logs lack; available: {', '.join(logs)}"
-            )
-        value = float(logs[self.monitor])
+        value = self.watch.value(logs)
         if self.cooldown_counter > 0:
             self.cooldown_counter -= 1
             self.wait = 0
-        if self._improved(value):
+        if self.watch.improved(value, self.best):
             self.best, self.wait = value, 0
         elif self.cooldown_counter <= 0:
             self.wait += 1
