@@ -137,3 +137,17 @@ def test_bad_arguments():
 def test_apply_sets_one_cycle_max_rate():
     cfg = {**CFG, "training": {**CFG["training"], "schedule": {"name": "one_cycle", "max_rate": 0.05}}}
     assert apply_suggestion(cfg, 0.2).training.schedule["max_rate"] == 0.2
+
+
+def test_a_long_noisy_sweep_does_not_suggest_its_first_rate():
+    """Regression: on a 1,719-step sweep the neighbour-to-neighbour slope was noise, and the
+    notebook's leaky_relu network got 1.08e-05 (the sweep's start) as its suggestion."""
+    rates = np.logspace(-5, 1, 1719)
+    rng = np.random.default_rng(0)
+    losses = 2 - np.tanh(2 * (np.log10(rates) + 2)) + rng.normal(0, 0.15, len(rates))
+    avg, smoothed = 0.0, []
+    for t, loss in enumerate(losses, 1):  # the finder's bias-corrected EMA, written out
+        avg = 0.98 * avg + 0.02 * loss
+        smoothed.append(avg / (1 - 0.98**t))
+    rate, _ = suggest(rates, np.array(smoothed))
+    assert 10**-2.7 < rate < 10**-1.3  # the steepest part, up to the EMA's lag

@@ -207,7 +207,14 @@ def provenance(mode: Mode, argv: Sequence[str] | None) -> dict[str, Any]:
 
     from deepfit import __version__
 
-    return {"command": " ".join(argv) if argv else " ".join(["deepfit", *sys.argv[1:]]),
+    import subprocess
+
+    try:  # which code made these numbers, when run from a checkout
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).parent, timeout=5).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    return {"command": " ".join(argv) if argv else " ".join(["deepfit", *sys.argv[1:]]), "commit": commit,
             "mode": mode.name, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "deepfit": __version__, "keras": keras.__version__, "jax": jax.__version__,
             "python": sys.version.split()[0], "machine": f"{platform.machine()}, {platform.processor() or '?'}, "

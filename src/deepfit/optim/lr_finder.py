@@ -107,8 +107,18 @@ def suggest(rates: np.ndarray, smoothed: np.ndarray, skip_begin: int = 10,
         return None, (f"too few points: {len(idx)} finite losses remain of {n} after skipping the first "
                       f"{skip_begin} and last {skip_end}; sweep more steps (--steps), start lower (--min-rate) "
                       "or use more data")
-    slopes = np.gradient(smoothed[idx], np.log10(rates[idx]))
-    best = int(np.argmin(slopes))
+    # Slope across a window of about a tenth of a decade, not between neighbours: on a long sweep
+    # neighbours are 0.005 decades apart and their difference is noise (a 1,719-step sweep
+    # otherwise "suggests" its first rate).
+    logr = np.log10(rates[idx])
+    spacing = abs(logr[-1] - logr[0]) / max(len(idx) - 1, 1)
+    w = max(1, min(int(math.ceil(0.1 / spacing)) if spacing > 0 else 1, (len(idx) - 1) // 2))
+    ahead, behind = np.minimum(np.arange(len(idx)) + w, len(idx) - 1), np.maximum(np.arange(len(idx)) - w, 0)
+    slopes = (smoothed[idx][ahead] - smoothed[idx][behind]) / (logr[ahead] - logr[behind])
+    steepest = int(np.argmin(slopes))
+    # The slope belongs to its window's middle (in log10 rate; dropped points can skew the window).
+    best = int(np.argmin(np.abs(logr - (logr[ahead[steepest]] + logr[behind[steepest]]) / 2)))
+    slopes[best] = slopes[steepest]
     if not slopes[best] < 0:
         return None, "the smoothed loss never decreased over the sweep; start lower (--min-rate)"
     return float(rates[idx[best]]), (f"steepest descent of the smoothed loss: slope {slopes[best]:.3g} "
