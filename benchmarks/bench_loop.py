@@ -5,7 +5,7 @@ SGD 0.01, standardized Fashion-MNIST, 55,000 training images). Each engine gets
 a warm-up epoch (compilation), then EPOCHS timed epochs without validation;
 the table shows the median seconds an epoch and the ratio fit / deepfit.
 
-    .venv/bin/python benchmarks/bench_loop.py [--epochs 3] [--json benchmarks/results/loop.json]
+    .venv/bin/python benchmarks/bench_loop.py [--epochs 6] [--json benchmarks/results/loop.json]
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def time_keras_fit(data, epochs: int) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--json", default="benchmarks/results/loop.json")
     args = parser.parse_args()
     data = df.load_data({"scaling": "standardize"})
