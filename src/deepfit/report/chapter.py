@@ -166,7 +166,8 @@ def build(result) -> ReportContent:
     content = ReportContent(
         f"The chapter, reproduced ({result.mode.name})",
         [result.mode.label,
-         f"Command: {prov['command']}. Date: {prov['date']}. deepfit {prov['deepfit']}, Keras {prov['keras']}, "
+         f"Command: {prov['command']}. Date: {prov['date']}. Commit: {prov.get('commit') or 'n/a'}. "
+         f"deepfit {prov['deepfit']}, Keras {prov['keras']}, "
          f"JAX {prov['jax']}, Python {prov['python']}; machine: {prov['machine']}; devices: "
          f"{', '.join(prov['devices'])}.",
          "Data: the bundled Fashion-MNIST copy (the official images in another fixed order, so one-seed figures "
