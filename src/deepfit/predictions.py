@@ -35,6 +35,18 @@ def predictions_table(y: np.ndarray, det: np.ndarray, mc: MCPrediction | None = 
     return pd.DataFrame(table)
 
 
+def predict_split(model, x, y, mc_samples: int = 0, *, seed: int = 0, bins: int = 15,
+                  batch_size: int = 250) -> tuple[np.ndarray, MCPrediction | None, dict[str, Any]]:
+    """Deterministic probabilities, the MC prediction (if ``mc_samples``) and the metrics of both."""
+    det = predict_proba(model, x, batch_size)
+    metrics: dict[str, Any] = {"deterministic": calibration_metrics(det, y, bins)}
+    mc = None
+    if mc_samples:
+        mc = mc_predict(model, x, mc_samples, seed=seed, batch_size=batch_size)
+        metrics["mc"] = {**calibration_metrics(mc.mean, y, bins), "samples": mc_samples, "seed": seed}
+    return det, mc, metrics
+
+
 def predict_run(
     run_dir: str | Path,
     split: str = "test",
@@ -53,13 +65,8 @@ def predict_run(
     """
     run = load_run(run_dir)
     x, y = load_data(run.config.data).split(split)
-    det = predict_proba(run.model, x, batch_size)
-    result: dict[str, Any] = {"split": split, "n": len(y), "bins": bins,
-                              "deterministic": calibration_metrics(det, y, bins)}
-    mc = None
-    if mc_samples:
-        mc = mc_predict(run.model, x, mc_samples, seed=seed, batch_size=batch_size)
-        result["mc"] = {**calibration_metrics(mc.mean, y, bins), "samples": mc_samples, "seed": seed}
+    det, mc, metrics = predict_split(run.model, x, y, mc_samples, seed=seed, bins=bins, batch_size=batch_size)
+    result: dict[str, Any] = {"split": split, "n": len(y), "bins": bins, **metrics}
     out = Path(out) if out else Path(run_dir) / f"predictions-{split}.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(out, predictions_table(y, det, mc).to_csv(index=False, float_format="%.6g"))

@@ -96,10 +96,9 @@ def seeds_for(e: Entry, mode: Mode, seeds: int | None) -> list[int]:
 
 def run_mc_dropout(out: Path, seeds: list[int], mode: Mode, log: Callable[[str], None]) -> pd.DataFrame:
     """Deterministic pass vs the MC mean on the test set, per dropout run; one JSON per seed (resumable)."""
-    from deepfit.calibration import calibration_metrics
     from deepfit.data import load_data
+    from deepfit.predictions import predict_split
     from deepfit.run import load_run
-    from deepfit.uncertainty import mc_predict, predict_proba
 
     target = out / "mc_dropout"
     target.mkdir(parents=True, exist_ok=True)
@@ -114,10 +113,8 @@ def run_mc_dropout(out: Path, seeds: list[int], mode: Mode, log: Callable[[str],
             data = data or load_data(run.config.data)
             x, y = data.x_test[: mode.mc_test_images], data.y_test[: mode.mc_test_images]
             started = time.perf_counter()
-            det = predict_proba(run.model, x)
-            mc = mc_predict(run.model, x, mode.mc_samples, seed=s)
-            result = {"seed": s, "samples": mode.mc_samples, "test_images": len(y),
-                      "deterministic": calibration_metrics(det, y), "mc": calibration_metrics(mc.mean, y),
+            det, mc, metrics = predict_split(run.model, x, y, mode.mc_samples, seed=s)
+            result = {"seed": s, "samples": mode.mc_samples, "test_images": len(y), **metrics,
                       "seconds": time.perf_counter() - started}
             if s == seeds[0]:  # kept for the report's reliability diagram (a report never predicts)
                 np.save(target / "first-seed-probs.npy", np.stack([det, mc.mean]))
@@ -127,7 +124,7 @@ def run_mc_dropout(out: Path, seeds: list[int], mode: Mode, log: Callable[[str],
                 f"MC mean {result['mc']['accuracy']:.4f} ({result['seconds']:.0f}s)")
         result = read_json(record, "MC dropout record")
         for name in ("deterministic", "mc"):
-            rows.append({"seed": s, "pass": name, **{f"test_{k}": v for k, v in result[name].items()}})
+            rows.append({"seed": s, "pass": name, **{f"test_{k}": result[name][k] for k in ("accuracy", "nll", "ece")}})
     table = pd.DataFrame(rows)
     write_atomic(target / "results.csv", table.to_csv(index=False, float_format="%.17g"))
     return table
