@@ -8,7 +8,6 @@ made, so a crafted header cannot make us allocate what the file doesn't hold.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import struct
 import zlib

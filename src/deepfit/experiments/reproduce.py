@@ -15,7 +15,6 @@ epochs over 5 seeds (10 for the transfer study).
 
 from __future__ import annotations
 
-import json
 import platform
 import shutil
 import sys

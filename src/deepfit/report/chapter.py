@@ -7,14 +7,13 @@ SELU demo) are computed here from their formulas.
 
 from __future__ import annotations
 
-import math
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from deepfit.experiments.catalog import CATALOG, entry
+from deepfit.experiments.catalog import entry
 from deepfit.report import figures, html, markdown
 from deepfit.report.content import TEST_NOTE, Figure, ReportContent, Table, fmt, fmt_p
 
@@ -41,12 +40,10 @@ def _results(out: Path, ids: list[str]) -> pd.DataFrame:
 def main_tables(result) -> list[Table]:
     rows = []
     for r in result.summary.itertuples():
-        inside = "n/a" if r.notebook_inside_ci is None or (isinstance(r.notebook_inside_ci, float)
-                                                           and math.isnan(r.notebook_inside_ci)) else \
-            ("yes" if r.notebook_inside_ci else "no")
+        inside = "n/a" if pd.isna(r.notebook_inside_ci) else ("yes" if r.notebook_inside_ci else "no")
+        notebook = "baseline" if pd.isna(r.notebook) else f"{r.notebook:.4f}"
         rows.append([r.id, r.metric, str(r.n), f"{fmt(r.mean)} ± {fmt(r.std)}", f"[{fmt(r.ci_low)}, {fmt(r.ci_high)}]",
-                     "baseline" if r.notebook is None or (isinstance(r.notebook, float) and math.isnan(r.notebook))
-                     else f"{r.notebook:.4f}", inside])
+                     notebook, inside])
     label = "" if result.mode.name == "full" else " — QUICK SMOKE RUN, not the notebook's protocol"
     summary = Table(f"Each experiment beside the notebook's one-run figure{label}",
                     ["id", "metric", "seeds", "mean ± std", "95% CI (t)", "notebook", "notebook inside CI"], rows,

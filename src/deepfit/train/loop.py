@@ -12,7 +12,6 @@ import math
 import time
 from typing import Any, Sequence
 
-import jax
 import jax.numpy as jnp
 import keras
 import numpy as np
