@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import platform
 import shutil
@@ -90,6 +91,8 @@ def environment(cfg: Config) -> dict[str, Any]:
         "devices": [str(d) for d in jax.devices()],
         "cpu_count": os.cpu_count(),
         "threads": {k: os.environ.get(k) for k in ("XLA_FLAGS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
+        # Set by an experiment backend in its workers; a run trained directly is "local".
+        "execution": os.environ.get("DEEPFIT_EXECUTION", "local: this process"),
         "seed": cfg.seed,
         "argv": sys.argv,
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -157,15 +160,26 @@ def prepare_out_dir(out: str | Path | None, cfg: Config, overwrite: bool) -> Pat
     return out
 
 
+def program_key(cfg: Config, steps_per_epoch: int) -> str:
+    """What the compiled step of a config's model depends on: everything but the seed (and the name
+    and progress bar). Seeds of one variant share it, so a process compiles their step once."""
+    tree = cfg.to_dict()
+    for key in ("seed", "name"):
+        tree.pop(key, None)
+    tree.get("training", {}).pop("progress", None)
+    return json.dumps([tree, steps_per_epoch], sort_keys=True, default=repr)
+
+
 def make_trainer(cfg: Config, model: keras.Model, steps_per_epoch: int,
-                 callbacks: Sequence[Callback] = ()) -> Trainer:
-    """The Trainer a config describes, around a given model."""
+                 callbacks: Sequence[Callback] = (), shared: bool = True) -> Trainer:
+    """The Trainer a config describes, around a given model built from that config
+    (``shared=False`` for any other model: its compiled step is then not reused)."""
     t = cfg.training
     optimizer, schedule = make_optimizer_and_schedule(t, steps_per_epoch)
     return Trainer(
         model, optimizer, loss=t.loss, batch_size=t.batch_size, epochs=t.epochs, seed=cfg.seed,
         schedule=schedule, callbacks=callbacks, steps_per_chunk=t.steps_per_chunk,
-        eval_batch_size=t.eval_batch_size,
+        eval_batch_size=t.eval_batch_size, program=program_key(cfg, steps_per_epoch) if shared else None,
     )
 
 
@@ -205,6 +219,7 @@ def train(
     out_dir = (Path(out) if status == "resumable" else prepare_out_dir(out, cfg, overwrite)) if save else None
     dataset = data if isinstance(data, Dataset) else load_data(cfg.data, arrays=data)
     check_resources(cfg, dataset, model)
+    own_model = model is None
     if model is None:
         model = build_checked(cfg)
     elif not model.built:
@@ -228,7 +243,7 @@ def train(
         if t.tensorboard:
             extra.append(TensorBoard(str(out_dir / "tensorboard")))
     backup = attach_backup(extra, out_dir, checkpoint)
-    trainer = make_trainer(cfg, model, -(-len(dataset.x_train) // t.batch_size), extra)
+    trainer = make_trainer(cfg, model, -(-len(dataset.x_train) // t.batch_size), extra, shared=own_model)
     note = None
     if status == "resumable" and backup is not None and backup.restore(trainer, len(dataset.x_train)):
         note = f"resumed from {backup.restored_from} (step {int(trainer.state.step)})"

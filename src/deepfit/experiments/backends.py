@@ -27,9 +27,14 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from deepfit.errors import ConfigError
-from deepfit.experiments.runner import WAIT, Outcome, Task
+from deepfit.experiments.task import WAIT, Outcome, Task
 
-BACKENDS = ("local", "pool", "ray")
+BACKENDS = ("auto", "local", "pool", "ray")
+# Below this much work (multiply-adds, see estimated_cost) worker processes cost more than they save:
+# each spends about 5 s importing Keras and compiling before its first step, and on this 2-core CPU two
+# single-threaded workers train 1.6-2x faster than one two-threaded process (benchmarks/bench_groups.py).
+# 3e11 is about 20 epochs of the notebook's 784-300-100-10 network on 55,000 images.
+POOL_THRESHOLD = 3e11
 
 
 def thread_env(threads: int) -> dict[str, str]:
@@ -49,6 +54,11 @@ def thread_env(threads: int) -> dict[str, str]:
     t = str(threads)
     return {"XLA_FLAGS": flags, "OMP_NUM_THREADS": t, "OPENBLAS_NUM_THREADS": t, "MKL_NUM_THREADS": t,
             "DEEPFIT_THREADS": t, "KERAS_BACKEND": os.environ.get("KERAS_BACKEND", "jax")}
+
+
+def execution_env(backend: str, jobs: int, threads: int) -> dict[str, str]:
+    """How a worker's runs are executed, for their ``environment.json`` (see deepfit.run.environment)."""
+    return {"DEEPFIT_EXECUTION": f"{backend}: {jobs} worker(s) x {threads} thread(s)"}
 
 
 def _affinity() -> list[int]:
@@ -192,8 +202,9 @@ class PoolBackend(_Concurrent):
         import multiprocessing
 
         # spawn, not fork: forking a process whose JAX runtime has threads can deadlock.
+        env = {**thread_env(self.threads), **execution_env(self.name, self.jobs, self.threads)}
         self.pool = ProcessPoolExecutor(self.jobs, mp_context=multiprocessing.get_context("spawn"),
-                                        initializer=_init_worker, initargs=(thread_env(self.threads),))
+                                        initializer=_init_worker, initargs=(env,))
         return self
 
     def __exit__(self, *exc) -> None:
@@ -259,8 +270,8 @@ class RayBackend(_Concurrent):
         self.pinned = not self.address
         if not self.jobs:
             self.jobs = max(1, int(ray.cluster_resources().get("CPU", 1)) // self.threads)
-        self.remote = ray.remote(ray_execute).options(
-            num_cpus=self.threads, runtime_env={"env_vars": thread_env(self.threads)})
+        env = {**thread_env(self.threads), **execution_env(self.name, self.jobs, self.threads)}
+        self.remote = ray.remote(ray_execute).options(num_cpus=self.threads, runtime_env={"env_vars": env})
         return self
 
     def __exit__(self, *exc) -> None:
@@ -297,13 +308,43 @@ def default_jobs() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def make_backend(name: str, jobs: int | None = None, address: str | None = None) -> Backend:
+def choose_backend(costs: list[float], jobs: int | None = None) -> tuple[str, str]:
+    """The backend ``auto`` picks for runs of these estimated costs, and why (one line).
+
+    On a CPU with several cores: one single-threaded worker per core, each keeping its
+    compiled programs and prepared data from run to run (measured here: 1.6x the throughput of
+    one two-threaded process on the notebook's network, 2x on the 100-layer one). On an
+    accelerator, or for little work, the runs stay in this process.
+    """
+    import jax
+
+    platform = jax.default_backend()
+    cores = jobs or default_jobs()
+    if platform != "cpu":
+        return "local", f"{platform} device: the runs share it in this process"
+    if cores < 2:
+        return "local", "one core"
+    if len(costs) < 2:
+        return "local", "a single run"
+    if sum(costs) < POOL_THRESHOLD:
+        return "local", "little work: starting worker processes would cost more than they save"
+    return "pool", f"CPU with {cores} cores: one single-threaded worker per core"
+
+
+def make_backend(name: str, jobs: int | None = None, address: str | None = None,
+                 costs: list[float] | None = None, log=None) -> Backend:
+    """A backend by name; ``auto`` chooses from the runs' estimated ``costs`` and says what it chose."""
     if name not in BACKENDS:
         raise ConfigError(f"backend {name!r} is not one of {', '.join(BACKENDS)}")
     if jobs is not None and jobs < 1:
         raise ConfigError(f"--jobs {jobs} must be at least 1")
     if address is not None and name != "ray":
         raise ConfigError(f"--address is for --backend ray (got --backend {name})")
+    if name == "auto":
+        name, why = choose_backend(costs or [], jobs)
+        if log is not None:
+            shown = f"pool of {jobs or default_jobs()} single-threaded workers" if name == "pool" else "this process"
+            log(f"backend auto: {shown} ({why}; --backend local|pool|ray to choose)")
     if name == "local":
         return LocalBackend()
     if name == "pool":

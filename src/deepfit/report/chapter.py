@@ -44,7 +44,7 @@ def main_tables(result) -> list[Table]:
         notebook = "baseline" if pd.isna(r.notebook) else f"{r.notebook:.4f}"
         rows.append([r.id, r.metric, str(r.n), f"{fmt(r.mean)} ± {fmt(r.std)}", f"[{fmt(r.ci_low)}, {fmt(r.ci_high)}]",
                      notebook, inside])
-    label = "" if result.mode.name == "full" else " — QUICK SMOKE RUN, not the notebook's protocol"
+    label = " — QUICK SMOKE RUN, not the notebook's protocol" if result.mode.name == "quick" else ""
     summary = Table(f"Each experiment beside the notebook's one-run figure{label}",
                     ["id", "metric", "seeds", "mean ± std", "95% CI (t)", "notebook", "notebook inside CI"], rows,
                     "mean ± std over seeds of the final metric; the notebook's figure is one run of one seed.")
