@@ -44,6 +44,7 @@ from deepfit.optim.plan import make_optimizer_and_schedule
 from deepfit.serialize import load_model, save_model
 from deepfit.preflight import build_checked, check_resources
 from deepfit.resume import attach_backup, fit_resumed, resume_status  # also registers backup_and_restore
+from deepfit.train import compile_cache
 from deepfit.train.callbacks import make_callback
 from deepfit.train.callbacks.progress import Progress
 from deepfit.train.callbacks.tensorboard import TensorBoard
@@ -217,6 +218,7 @@ def train(
         run.resume_note = f"run {str(out)!r} already finished ({run.final.get('status')}); nothing to do"
         return run
     out_dir = (Path(out) if status == "resumable" else prepare_out_dir(out, cfg, overwrite)) if save else None
+    compile_cache.enable()  # before the model is built: its initializers compile too
     dataset = data if isinstance(data, Dataset) else load_data(cfg.data, arrays=data)
     check_resources(cfg, dataset, model)
     own_model = model is None

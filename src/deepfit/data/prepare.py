@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from deepfit.data.sources import RawData, download, load_bundled, load_directory
+from deepfit.data import cache
+from deepfit.data.sources import RawData, bundled_digest, download, load_bundled, load_directory
 from deepfit.data.tasks import select_task
 from deepfit.errors import DataError
 
@@ -125,11 +126,7 @@ def load_data(cfg=None, arrays: RawData | dict | tuple | None = None) -> Dataset
     # read-only, so a caller that writes to them fails loudly instead of changing the next run's data.
     key = cfg.model_dump_json()
     if key not in _PREPARED:
-        dataset = prepare(load_raw(cfg), cfg)
-        for a in (dataset.x_train, dataset.y_train, dataset.x_valid, dataset.y_valid, dataset.x_test, dataset.y_test):
-            if a is not None:
-                a.setflags(write=False)
-        _PREPARED[key] = dataset
+        _PREPARED[key] = _prepared_bundled(cfg, key)
         while len(_PREPARED) > _KEEP_PREPARED:
             _PREPARED.popitem(last=False)
     _PREPARED.move_to_end(key)
@@ -139,3 +136,20 @@ def load_data(cfg=None, arrays: RawData | dict | tuple | None = None) -> Dataset
 # Prepared bundled datasets kept per process (a few hundred MB each at full size).
 _KEEP_PREPARED = 3
 _PREPARED: "OrderedDict[str, Dataset]" = OrderedDict()
+
+
+def _prepared_bundled(cfg, config_json: str) -> Dataset:
+    """The bundled data prepared as ``cfg`` says: from the disk cache when another process made it."""
+    name = cache.key(bundled_digest(), config_json) if cache.enabled() else None
+    stored = cache.load(name) if name else None
+    if stored is not None:
+        arrays, info = stored
+        return Dataset(**arrays, info=info)
+    dataset = prepare(load_raw(cfg), cfg)
+    parts = {p: getattr(dataset, p) for p in cache.PARTS}
+    for a in parts.values():
+        if a is not None:
+            a.setflags(write=False)
+    if name:
+        cache.store(name, parts, dataset.info)
+    return dataset

@@ -19,15 +19,14 @@ driver cannot know the nodes' cores.
 from __future__ import annotations
 
 import os
-import platform
 import shutil
 import tempfile
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any, Iterator
 
 from deepfit.errors import ConfigError
 from deepfit.experiments.task import WAIT, Outcome, Task
+from deepfit.experiments.workers import Worker, WorkerLost, affinity, execute, pin, ready, worker_info
 
 BACKENDS = ("auto", "local", "pool", "ray")
 # Below this much work (multiply-adds, see estimated_cost) worker processes cost more than they save:
@@ -61,50 +60,10 @@ def execution_env(backend: str, jobs: int, threads: int) -> dict[str, str]:
     return {"DEEPFIT_EXECUTION": f"{backend}: {jobs} worker(s) x {threads} thread(s)"}
 
 
-def _affinity() -> list[int]:
-    try:
-        return sorted(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux: no pinning, report every core
-        return list(range(os.cpu_count() or 1))
-
-
 def slot_cpus(slot: int, threads: int) -> list[int]:
     """The cores of concurrent slot ``slot`` (wrapping around when slots × threads exceed the cores)."""
-    allowed = _affinity()
+    allowed = affinity()
     return sorted({allowed[(slot * threads + j) % len(allowed)] for j in range(threads)})
-
-
-def pin(cpus: list[int] | None) -> None:
-    """Move every thread of this process (and so every thread it starts later) onto ``cpus``."""
-    if not cpus or not hasattr(os, "sched_setaffinity"):
-        return
-    for tid in os.listdir("/proc/self/task"):
-        try:
-            os.sched_setaffinity(int(tid), cpus)
-        except (ProcessLookupError, PermissionError, OSError):
-            pass  # a thread that ended meanwhile
-    os.sched_setaffinity(0, cpus)
-
-
-def worker_info() -> dict[str, Any]:
-    """Who trained a run, with how many threads (recorded as ``worker.json`` in the run)."""
-    cpus = _affinity()
-    return {"host": platform.node(), "pid": os.getpid(), "threads": len(cpus), "cpus": cpus,
-            "xla_flags": os.environ.get("XLA_FLAGS", "")}
-
-
-def execute(task: Task, out: str, cpus: list[int] | None = None) -> Outcome:
-    """Train one run into ``out`` (a fresh directory). Runs in whichever process the backend chose."""
-    from deepfit.run import train
-
-    pin(cpus)
-    run = train(task.config, out=out)
-    return Outcome(task, run.final, worker_info())
-
-
-def _init_worker(env: dict[str, str]) -> None:
-    # Runs in the fresh (spawned) worker before any task, hence before JAX's CPU client exists.
-    os.environ.update(env)
 
 
 class Backend:
@@ -144,7 +103,7 @@ class _Concurrent(Backend):
     threads = 1
     pinned = True
 
-    def submit(self, task: Task, partial: Path, cpus: list[int] | None) -> Any: ...
+    def submit(self, task: Task, partial: Path, cpus: list[int] | None, slot: int) -> Any: ...
     def wait_some(self, handles: list[Any]) -> list[Any]: ...
     def result(self, handle: Any, task: Task, partial: Path) -> Outcome: ...
     def cancel(self, handle: Any) -> None: ...
@@ -162,6 +121,9 @@ class _Concurrent(Backend):
                 free.sort()
                 try:
                     outcome = self.result(h, task, partial)
+                except WorkerLost as lost:
+                    runner.lose(task, str(lost))
+                    continue
                 except BaseException:
                     runner.abandon(task)
                     raise
@@ -179,7 +141,7 @@ class _Concurrent(Backend):
                         partial = runner.partial(task)
                         slot = free.pop(0)
                         cpus = slot_cpus(slot, self.threads) if self.pinned else None
-                        inflight[self.submit(task, partial, cpus)] = (task, partial, slot)
+                        inflight[self.submit(task, partial, cpus, slot)] = (task, partial, slot)
                 if not inflight:
                     break
                 collect(self.wait_some(list(inflight)))
@@ -190,40 +152,43 @@ class _Concurrent(Backend):
 
 
 class PoolBackend(_Concurrent):
-    """``jobs`` spawned worker processes, each with ``threads`` XLA threads."""
+    """``jobs`` long-lived worker processes with ``threads`` XLA threads each (see deepfit.experiments.workers)."""
 
     name = "pool"
 
     def __init__(self, jobs: int, threads: int = 1):
         self.jobs, self.threads = jobs, threads
-        self.pool: ProcessPoolExecutor | None = None
+        self.workers: list[Worker] = []
+
+    def _start(self) -> Worker:
+        return Worker({**thread_env(self.threads), **execution_env(self.name, self.jobs, self.threads)})
 
     def __enter__(self) -> "PoolBackend":
-        import multiprocessing
-
-        # spawn, not fork: forking a process whose JAX runtime has threads can deadlock.
-        env = {**thread_env(self.threads), **execution_env(self.name, self.jobs, self.threads)}
-        self.pool = ProcessPoolExecutor(self.jobs, mp_context=multiprocessing.get_context("spawn"),
-                                        initializer=_init_worker, initargs=(env,))
+        self.workers = [self._start() for _ in range(self.jobs)]  # they import while the driver plans
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
-            self.pool = None
+        for w in self.workers:
+            w.stop()
+        self.workers = []
 
-    def submit(self, task, partial, cpus):
-        return self.pool.submit(execute, task, str(partial), cpus)
+    def submit(self, task, partial, cpus, slot):
+        self.workers[slot].send(task, str(partial), cpus)
+        return slot
 
     def wait_some(self, handles):
-        done, _ = wait(handles, return_when=FIRST_COMPLETED)
-        return list(done)
+        return [self.workers.index(w) for w in ready([self.workers[h] for h in handles])]
 
     def result(self, handle, task, partial):
-        return handle.result()
+        try:
+            return self.workers[handle].answer()
+        except WorkerLost:
+            self.workers[handle].stop()
+            self.workers[handle] = self._start()  # the other runs go on; this one is redone next time
+            raise
 
     def cancel(self, handle):
-        handle.cancel()
+        self.workers[handle].stop()
 
 
 def ray_execute(task: Task, cpus: list[int] | None) -> tuple[dict[str, Any], dict[str, Any], dict[str, bytes]]:
@@ -279,7 +244,7 @@ class RayBackend(_Concurrent):
             self.ray.shutdown()
             self.started = False
 
-    def submit(self, task, partial, cpus):
+    def submit(self, task, partial, cpus, slot):
         return self.remote.remote(task, cpus)
 
     def wait_some(self, handles):

@@ -167,12 +167,13 @@ class Schedule:
     def __init__(self, runners: Sequence[Runner], backend: Backend):
         self.runners = {str(r.out): r for r in runners}
         self.backend = backend
+        self.lost: set[tuple[str, str]] = set()  # (experiment, run) whose worker died: not retried now
 
     def tasks(self) -> Iterator[Task | object]:
         """Claims lazily, as the backend has room: concurrent drivers then share the grid."""
         runners = list(self.runners.values())
         while True:
-            pending = sorted(((r, v, s) for r in runners for v, s in r.pending()
+            pending = sorted(((r, v, s) for r, v, s in self.pending()
                               if f"{v.name}__seed-{s}" not in r.claims.held),
                              key=lambda item: -item[0].costs[(item[1].name, item[2])])
             got = False
@@ -186,7 +187,7 @@ class Schedule:
             if any(r.claims.held for r in runners):  # ours still in flight: let the backend finish them
                 yield WAIT
                 continue
-            left = [(r, v, s) for r in runners for v, s in r.pending()]
+            left = self.pending()
             if not left:
                 return
             # Everything left is held by another driver: wait for it; if that driver died, the run is ours.
@@ -196,8 +197,19 @@ class Schedule:
             if task is not None:
                 yield task
 
+    def pending(self) -> list[tuple[Runner, Variant, int]]:
+        return [(r, v, s) for r in self.runners.values() for v, s in r.pending()
+                if (str(r.out), f"{v.name}__seed-{s}") not in self.lost]
+
     def partial(self, task: Task) -> Path:
         return self.runners[task.experiment].partial(task)
+
+    def lose(self, task: Task, why: str) -> None:
+        """A worker died with this run: the others go on; the next run of the command redoes it."""
+        runner = self.runners[task.experiment]
+        runner.abandon(task)
+        self.lost.add((task.experiment, task.key))
+        runner.log(f"{why}: that run is left unfinished; run the same command again to redo it")
 
     def finish(self, task: Task, partial: Path, outcome: Outcome) -> None:
         self.runners[task.experiment].finish(task, partial, outcome, self.backend.name)
@@ -235,7 +247,7 @@ def compare(
     (``address`` of a cluster, or a local Ray); the per-run results do not
     depend on it.
     """
-    from deepfit.experiments.tables import ExperimentResult, write_tables
+    from deepfit.experiments.tables import write_tables
 
     exp = load_experiment(experiment, seeds=seeds, overrides=overrides)
     out_dir = Path(out) if out is not None else Path("experiments") / exp.name
