@@ -145,3 +145,85 @@ def test_a_users_error_in_a_worker_is_raised_as_itself(tmp_path):
     with pytest.raises(deepfit.DataError, match="validation_size"):
         deepfit.compare(bad, out=tmp_path / "e", backend="pool", jobs=1, report=False, log=lambda s: None)
     assert not is_finished(run_dir(tmp_path / "e", "one", 0))
+
+
+# -- groups: one compiled program steps every member ---------------------------------------------------
+def group_configs(name: str, seeds=(0, 1, 2), **over):
+    cfg = deepfit.load_config(f"configs/{name}.toml", {**SMALL, **over})
+    return [cfg.model_copy(update={"seed": s}) for s in seeds]
+
+
+@pytest.mark.parametrize("name", ["max_norm", "dropout", "batch_norm"])
+def test_a_member_of_a_group_equals_the_same_run_alone_to_float_tolerance(name):
+    from deepfit.run import train_group
+
+    cfgs = group_configs(name)
+    alone = [deepfit.train(c, save=False) for c in cfgs]
+    grouped = train_group(cfgs, [None] * len(cfgs), save=False)
+    again = train_group(cfgs, [None] * len(cfgs), save=False)
+    for a, g, g2 in zip(alone, grouped, again):
+        # vmap reorders some of XLA's sums: equal to float tolerance after 2 epochs, and run to run bit for bit.
+        for wa, wg, wg2 in zip(weights(a), weights(g), weights(g2)):
+            np.testing.assert_allclose(wg, wa, rtol=0, atol=1e-4 * max(1.0, float(np.abs(wa).max())))
+            np.testing.assert_array_equal(wg, wg2)
+        for ra, rg in zip(a.history_rows, g.history_rows):
+            assert rg["val_loss"] == pytest.approx(ra["val_loss"], rel=1e-4)
+            assert abs(rg["val_accuracy"] - ra["val_accuracy"]) <= 2 / 256  # a prediction or two may flip
+
+
+def test_a_member_that_diverges_stops_alone_and_the_others_finish():
+    from deepfit.run import _begin, _end
+    from deepfit.train.group import Group
+
+    begun = [_begin(c, None, save=False) for c in group_configs("max_norm", **{"training.epochs": 3})]
+    poisoned = begun[1].trainer
+    poisoned.state = poisoned.state.replace(
+        trainable=(poisoned.state.trainable[0] * np.nan, *poisoned.state.trainable[1:]))
+    Group([b.trainer for b in begun]).fit([b.fit_data for b in begun])
+    runs = [_end(b, 0.0) for b in begun]
+    assert [r.final["status"] for r in runs] == ["completed", "diverged", "completed"]
+    assert runs[1].final["steps"] < runs[0].final["steps"] == runs[2].final["steps"] == 3 * 16
+    alone = deepfit.train(group_configs("max_norm", seeds=(2,), **{"training.epochs": 3})[0], save=False)
+    for wa, wg in zip(weights(alone), weights(runs[2])):
+        np.testing.assert_allclose(wg, wa, rtol=0, atol=1e-4 * max(1.0, float(np.abs(wa).max())))
+
+
+class StopAfterFirstEpoch(deepfit.Callback):
+    """Stands for a SIGKILL after the first member's first checkpoint (the others have none yet)."""
+
+    order = 1001  # after the checkpoint is written
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        raise KeyboardInterrupt
+
+
+def test_a_group_killed_mid_way_resumes_bit_identical_to_a_group_never_stopped(tmp_path):
+    from deepfit.run import load_run, train_group
+
+    cfgs = group_configs("dropout", **{"training.epochs": 3})
+    whole = train_group(cfgs, [tmp_path / "whole" / str(i) for i in range(3)])
+    outs = [tmp_path / "killed" / str(i) for i in range(3)]
+    with pytest.raises(KeyboardInterrupt):
+        train_group(cfgs, outs, callbacks=[StopAfterFirstEpoch()])
+    assert not any((o / "final.json").exists() for o in outs)
+    resumed = train_group(cfgs, outs, resume=True)
+    assert resumed[0].resume_note.startswith("resumed from") and "no checkpoint" in resumed[1].resume_note
+    for w, r in zip(whole, resumed):
+        assert (w.dir / "metrics.csv").read_text() == (r.dir / "metrics.csv").read_text()
+        assert (w.dir / "weights.safetensors").read_bytes() == (r.dir / "weights.safetensors").read_bytes()
+        load_run(r.dir)  # a complete run directory, its manifest checked
+
+
+@pytest.mark.slow
+def test_compare_with_the_group_backend_matches_the_local_one(tmp_path):
+    exp = experiment({"one": 1, "two": 2}, seeds=(0, 1))
+    local = deepfit.compare(exp, out=tmp_path / "local", backend="local", report=False, log=lambda s: None)
+    lines: list[str] = []
+    group = deepfit.compare(exp, out=tmp_path / "group", backend="group", report=False, log=lines.append)
+    assert sorted(group.trained) == sorted(local.trained) and len(group.finals) == 4
+    a, b = (r.finals.sort_values(["variant", "seed"]).reset_index(drop=True) for r in (local, group))
+    np.testing.assert_allclose(b["val_loss"], a["val_loss"], rtol=1e-4)
+    record = json.loads((run_dir(tmp_path / "group", "two", 1) / "environment.json").read_text())
+    assert record["execution"] == "group: 2 run(s) in one program"
+    worker = json.loads((run_dir(tmp_path / "group", "two", 1) / "worker.json").read_text())
+    assert worker["backend"] == "group" and worker["group"] == 2

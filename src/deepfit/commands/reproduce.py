@@ -25,7 +25,7 @@ def register(sub) -> None:
     p.set_defaults(mode="demo")
     p.add_argument("--only", help="comma-separated experiment ids (see deepfit list experiments)")
     p.add_argument("--seeds", type=int, help="seeds per experiment (overrides the mode's)")
-    p.add_argument("--backend", default="auto", choices=["auto", "local", "pool", "ray"],
+    p.add_argument("--backend", default="auto", choices=["auto", "local", "group", "pool", "ray"],
                    help="where runs execute (default: auto, printed; see deepfit compare --help)")
     p.add_argument("--jobs", type=int, help="workers for --backend pool / ray")
     p.add_argument("--address", help="Ray cluster address")

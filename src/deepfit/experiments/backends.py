@@ -18,6 +18,7 @@ driver cannot know the nodes' cores.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -28,7 +29,7 @@ from deepfit.errors import ConfigError
 from deepfit.experiments.task import WAIT, Outcome, Task
 from deepfit.experiments.workers import Worker, WorkerLost, affinity, execute, pin, ready, worker_info
 
-BACKENDS = ("auto", "local", "pool", "ray")
+BACKENDS = ("auto", "local", "group", "pool", "ray")
 # Below this much work (multiply-adds, see estimated_cost) worker processes cost more than they save:
 # each spends about 5 s importing Keras and compiling before its first step, and on this 2-core CPU two
 # single-threaded workers train 1.6-2x faster than one two-threaded process (benchmarks/bench_groups.py).
@@ -94,6 +95,55 @@ class LocalBackend(Backend):
                 runner.abandon(task)
                 raise
             runner.finish(task, partial, outcome)
+
+
+def group_key(task: Task) -> str:
+    """Runs whose configs differ only in the seed share one compiled program, so they train as a group."""
+    tree = {k: v for k, v in task.config.items() if k not in ("seed", "name")}
+    return json.dumps(tree, sort_keys=True, default=repr)
+
+
+class GroupBackend(Backend):
+    """Every claimed run in this process, the runs of one shape together: one compiled program steps
+    all their states at once (:func:`deepfit.run.train_group`). The fastest on an accelerator."""
+
+    name = "group"
+
+    def run(self, tasks, runner) -> None:
+        from deepfit.run import train_group
+
+        claimed = [t for t in tasks_until_wait(tasks)]
+        while claimed:
+            groups: dict[str, list[Task]] = {}
+            for task in claimed:
+                groups.setdefault(group_key(task), []).append(task)
+            for group in sorted(groups.values(), key=lambda g: -sum(t.cost for t in g)):
+                partials = [runner.partial(t) for t in group]
+                before = os.environ.get("DEEPFIT_EXECUTION")
+                os.environ["DEEPFIT_EXECUTION"] = f"group: {len(group)} run(s) in one program"  # environment.json
+                try:
+                    runs = train_group([t.config for t in group], [str(p) for p in partials])
+                except BaseException:
+                    for t in group:
+                        runner.abandon(t)
+                    raise
+                finally:
+                    if before is None:
+                        os.environ.pop("DEEPFIT_EXECUTION", None)
+                    else:
+                        os.environ["DEEPFIT_EXECUTION"] = before
+                info = {**worker_info(), "group": len(group)}
+                for task, partial, run in zip(group, partials, runs):
+                    runner.finish(task, partial, Outcome(task, run.final, info))
+            claimed = [t for t in tasks_until_wait(tasks)]
+
+
+def tasks_until_wait(tasks: Iterator[Task | object]) -> Iterator[Task]:
+    """The tasks claimable now (up to a WAIT, which means: finish yours first)."""
+    for task in tasks:
+        if task is WAIT:
+            return
+        yield task
 
 
 class _Concurrent(Backend):
@@ -286,7 +336,7 @@ def choose_backend(costs: list[float], jobs: int | None = None) -> tuple[str, st
     platform = jax.default_backend()
     cores = jobs or default_jobs()
     if platform != "cpu":
-        return "local", f"{platform} device: the runs share it in this process"
+        return "group", f"{platform} device: the runs of one shape train together in one program"
     if cores < 2:
         return "local", "one core"
     if len(costs) < 2:
@@ -308,10 +358,13 @@ def make_backend(name: str, jobs: int | None = None, address: str | None = None,
     if name == "auto":
         name, why = choose_backend(costs or [], jobs)
         if log is not None:
-            shown = f"pool of {jobs or default_jobs()} single-threaded workers" if name == "pool" else "this process"
+            shown = {"pool": f"pool of {jobs or default_jobs()} single-threaded workers",
+                     "group": "runs grouped by shape in this process"}.get(name, "this process")
             log(f"backend auto: {shown} ({why}; --backend local|pool|ray to choose)")
     if name == "local":
         return LocalBackend()
+    if name == "group":
+        return GroupBackend()
     if name == "pool":
         return PoolBackend(jobs or default_jobs())
     return RayBackend(jobs, address)

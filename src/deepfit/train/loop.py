@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Sequence
+from typing import Any, Generator, Sequence
 
 import jax.numpy as jnp
 import keras
@@ -95,8 +95,21 @@ class Trainer:
     # -- the loop -----------------------------------------------------------
     def fit(self, x, y, validation_data=None) -> list[dict[str, Any]]:
         """Train until ``epochs`` are done or a callback stops; returns the history rows."""
-        x_all, y_all = on_device(x), on_device(y)
-        n = len(x_all)
+        loop = self.loop(x, y, validation_data)
+        try:
+            idx, active = next(loop)
+            while True:
+                idx, active = loop.send(self.steps.run_chunk(self.state, self.x_all, self.y_all, idx, active))
+        except StopIteration:
+            pass
+        return self.history
+
+    def loop(self, x, y, validation_data=None) -> Generator[tuple[np.ndarray, np.ndarray], Any, None]:
+        """The loop itself, as a generator: it yields each chunk's batch indices ``(K, batch)`` and active
+        rows, and is sent back ``run_chunk``'s ``(state, losses, rates)``. :meth:`fit` runs the chunks
+        one by one; a :class:`~deepfit.train.group.Group` runs several trainers' chunks in one call."""
+        self.x_all, self.y_all = on_device(x), on_device(y)
+        n = len(self.x_all)
         self._steps_per_epoch = self.steps_per_epoch(n)
         full, rest = divmod(n, self.batch_size)
         k = int(min(self.steps_per_chunk, full)) if full else 0
@@ -118,9 +131,9 @@ class Trainer:
                     idx[: len(take)] = take
                     active = np.arange(start, start + k) < full
                     active &= np.arange(start, start + k) >= position
-                    self._run(epoch, idx, active, x_all, y_all)
+                    yield from self._run(epoch, idx, active)
                 if rest and position <= full:
-                    self._run(epoch, order[None, full * self.batch_size :], np.ones(1, bool), x_all, y_all)
+                    yield from self._run(epoch, order[None, full * self.batch_size :], np.ones(1, bool))
                 logs = self._epoch_logs(epoch, time.perf_counter() - started, validation_data)
                 self.history.append(logs)
                 self.callbacks("on_epoch_end", self, epoch, logs)
@@ -129,11 +142,10 @@ class Trainer:
         finally:
             self.state.to_model(self.model, self.optimizer)
             self.callbacks("on_fit_end", self)
-        return self.history
 
-    def _run(self, epoch: int, idx: np.ndarray, active: np.ndarray, x_all, y_all) -> None:
+    def _run(self, epoch: int, idx: np.ndarray, active: np.ndarray):
         first = int(self.state.step)
-        self.state, losses, rates = self.steps.run_chunk(self.state, x_all, y_all, idx, active)
+        self.state, losses, rates = yield idx, active
         losses, rates = np.asarray(losses)[active], np.asarray(rates)[active]
         self.callbacks("on_chunk_end", self, Chunk(epoch, first, first + int(active.sum()), losses, rates))
 
