@@ -30,11 +30,12 @@ from deepfit.experiments.task import WAIT, Outcome, Task
 from deepfit.experiments.workers import Worker, WorkerLost, affinity, execute, pin, ready, worker_info
 
 BACKENDS = ("auto", "local", "group", "pool", "ray")
-# Below this much work (multiply-adds, see estimated_cost) worker processes cost more than they save:
-# each spends about 5 s importing Keras and compiling before its first step, and on this 2-core CPU two
-# single-threaded workers train 1.6-2x faster than one two-threaded process (benchmarks/bench_groups.py).
-# 3e11 is about 20 epochs of the notebook's 784-300-100-10 network on 55,000 images.
-POOL_THRESHOLD = 3e11
+# Below this much work (see estimated_cost) worker processes cost more than they save: each spends
+# about 5 s importing Keras and compiling before its first step, and on this 2-core CPU two
+# single-threaded workers train 1.45x (the notebook's network) to 2x (the 100-layer one) faster than
+# one two-threaded process (benchmarks/bench_groups.py). 5e11 is about 22 epochs of the notebook's
+# 784-300-100-10 network on 55,000 images, where the two costs meet.
+POOL_THRESHOLD = 5e11
 
 
 def thread_env(threads: int) -> dict[str, str]:
