@@ -26,6 +26,7 @@ test: $(STAMP) browser
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_loop.py
+	$(BIN)/python benchmarks/bench_groups.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -125,20 +125,22 @@ def time_hand_written(depth: int, data, epochs: int, batch: int = 32, rate: floa
 
 # -- 2. six seeds ----------------------------------------------------------------------------------
 def time_sequential(cfg: dict, seeds: list[int]) -> float:
-    t = time.perf_counter()
-    for s in seeds:
-        df.train({**cfg, "seed": s}, save=False)
-    return time.perf_counter() - t
+    """Six ``deepfit.train`` calls, each writing its run directory (as ``compare`` does for each run)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        for s in seeds:
+            df.train({**cfg, "seed": s}, out=Path(tmp) / str(s))
+        return time.perf_counter() - t
 
 
-def time_grouped(cfg: dict, seeds: list[int]) -> tuple[float, str]:
+def time_compare(cfg: dict, seeds: list[int], backend: str) -> tuple[float, str]:
     lines: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
         df.compare({"name": "bench", "base": cfg, "seeds": seeds, "variants": [{"name": "w"}]},
-                   out=Path(tmp) / "exp", report=False, log=lines.append)
+                   out=Path(tmp) / "exp", backend=backend, report=False, log=lines.append)
         seconds = time.perf_counter() - t
-    return seconds, next((line for line in lines if line.startswith("backend")), "")
+    return seconds, next((line for line in lines if line.startswith("backend")), backend)
 
 
 # -- 3. a second process ----------------------------------------------------------------------------
@@ -199,7 +201,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="11,000 images, fewer epochs: a smoke check")
     parser.add_argument("--json", default="benchmarks/results/groups.json")
+    parser.add_argument("--sections", default="1,2,3", help="which of the three parts to run (the JSON file "
+                        "keeps the others' last figures)")
+    parser.add_argument("--six", default="W1,W2", help="workloads of part 2")
     args = parser.parse_args()
+    sections = {int(x) for x in args.sections.split(",")}
     size = 11_000 if args.quick else None
     timed = 2 if args.quick else 4
     seeds = list(range(6))
@@ -209,6 +215,23 @@ def main() -> None:
                     "load_average_before": os.getloadavg(), "keras": keras.__version__, "jax": jax.__version__,
                     "machine": platform.processor() or platform.machine()}
 
+    path = ROOT / args.json
+    if path.is_file():  # keep the parts not run now
+        result = {**json.loads(path.read_text()), **result}
+    if 1 in sections:
+        result["one_model_s_per_epoch"] = one_model(data, size, timed)
+    if 2 in sections:
+        result["six_seeds"] = {**result.get("six_seeds", {}), **six_seeds(size, seeds, args.quick, args.six)}
+    if 3 in sections:
+        result.update(second_process(size, seeds))
+    result["load_average_after"] = os.getloadavg()
+    if args.json:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"written {path}")
+
+
+def one_model(data, size, timed) -> dict:
     print("1. one model, seconds an epoch (median after a warm-up epoch)")
     one = {}
     for name, depth, batch, opt, epochs in (
@@ -223,34 +246,40 @@ def main() -> None:
         row["ratio_fit_over_deepfit"] = row["keras_fit"] / row["deepfit"]
         one[name] = row
         print(f"   {name}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items()))
-    result["one_model_s_per_epoch"] = one
+    return one
 
-    print("2. six seeds, seconds in all")
+
+def six_seeds(size, seeds, quick: bool, workloads: str) -> dict:
+    print("2. six seeds, seconds in all (train one after another, then compare with each backend)")
     six = {}
-    for name, depth, epochs, target in (("W1", 2, 3, 1.6), ("W2", 100, 1 if args.quick else 2, 1.7)):
+    for name, depth, epochs, target, others in (("W1", 2, 3, 1.6, ("pool", "group")),
+                                                ("W2", 100, 1 if quick else 2, 1.7, ("pool",))):
+        if name not in workloads.split(","):
+            continue
         cfg = config(depth, epochs, size)
-        sequential = time_sequential(cfg, seeds)
-        grouped, how = time_grouped(cfg, seeds)
-        six[name] = {"epochs": epochs, "sequential_train_s": sequential, "grouped_compare_s": grouped,
-                     "speedup": sequential / grouped, "target": target, "backend": how}
-        print(f"   {name} x 6 seeds x {epochs} epochs: one after another {sequential:.1f}s, grouped {grouped:.1f}s "
-              f"-> {sequential / grouped:.2f}x (target {target}x) [{how}]")
-    result["six_seeds"] = six
+        row: dict = {"epochs": epochs, "target": target, "sequential_train_s": time_sequential(cfg, seeds)}
+        row["auto_s"], row["auto"] = time_compare(cfg, seeds, "auto")
+        for backend in others:
+            row[f"{backend}_s"] = time_compare(cfg, seeds, backend)[0]
+        for key in [k for k in row if k.endswith("_s") and k != "sequential_train_s"]:
+            row[f"speedup_{key[:-2]}"] = row["sequential_train_s"] / row[key]
+        six[name] = row
+        print(f"   {name} x 6 seeds x {epochs} epochs: one after another {row['sequential_train_s']:.1f}s; "
+              + ", ".join(f"{k[:-2]} {row[k]:.1f}s ({row['speedup_' + k[:-2]]:.2f}x)"
+                          for k in row if k.endswith("_s") and k != "sequential_train_s")
+              + f" (target {target}x) [{row['auto']}]")
+    return six
 
+
+def second_process(size, seeds) -> dict:
     print("3. a second process, and programs per group")
     cfg = config(2, 1, size or 11_000)
     time_first_step(cfg)  # fills the persistent compilation cache, as an earlier run on this machine would
     second = time_first_step(cfg)
-    result["second_process"] = {**second, "target_first_chunk_s": 2.0}
-    result["programs_for_6_seeds"] = programs_built(config(2, 1, 2048), seeds)
+    programs = programs_built(config(2, 1, 2048), seeds)
     print(f"   import {second['import_s']:.1f}s, then first chunk of 20 steps after {second['first_chunk_s']:.2f}s "
-          f"(target 2s); step programs built for 6 seeds in one process: {result['programs_for_6_seeds']}")
-    result["load_average_after"] = os.getloadavg()
-    if args.json:
-        path = ROOT / args.json
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"written {path}")
+          f"(target 2s); step programs built for 6 seeds in one process: {programs}")
+    return {"second_process": {**second, "target_first_chunk_s": 2.0}, "programs_for_6_seeds": programs}
 
 
 if __name__ == "__main__":

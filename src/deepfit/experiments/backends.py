@@ -31,11 +31,10 @@ from deepfit.experiments.workers import Worker, WorkerLost, affinity, execute, p
 
 BACKENDS = ("auto", "local", "group", "pool", "ray")
 # Below this much work (see estimated_cost) worker processes cost more than they save: each spends
-# about 5 s importing Keras and compiling before its first step, and on this 2-core CPU two
-# single-threaded workers train 1.45x (the notebook's network) to 2x (the 100-layer one) faster than
-# one two-threaded process (benchmarks/bench_groups.py). 5e11 is about 22 epochs of the notebook's
-# 784-300-100-10 network on 55,000 images, where the two costs meet.
-POOL_THRESHOLD = 5e11
+# about 5 s importing Keras and compiling before its first step. Measured here (benchmarks/bench_groups.py):
+# six seeds of the notebook's network for 3 epochs (4e11) took 20.2 s one after another in one
+# process, 16.2 s on two single-threaded workers. 2e11 is about 9 epochs of that network.
+POOL_THRESHOLD = 2e11
 
 
 def thread_env(threads: int) -> dict[str, str]:
