@@ -7,7 +7,8 @@ The run directory is the unit of record::
     metrics.csv          one row an epoch, rewritten atomically after each (deterministic:
                          a resumed run's is byte-identical to an uninterrupted one's)
     timings.csv          seconds each epoch took (kept apart: they differ run to run)
-    final.json           last metrics, test metrics, why training ended
+    final.json           metrics of the kept weights ("last"; the restored epoch's with restore_best_weights,
+                         none when diverged), test metrics, why training ended
     model.json           Keras architecture (rebuilt with safe_mode=True)
     weights.safetensors  every model variable, BatchNorm statistics included
     manifest.json        sha256 of each file above, written last, checked on load
@@ -44,6 +45,7 @@ from deepfit.serialize import load_model, save_model
 from deepfit.preflight import build_checked, check_resources
 from deepfit.resume import attach_backup, fit_resumed, resume_status  # also registers backup_and_restore
 from deepfit.train.callbacks import make_callback
+from deepfit.train.callbacks.early_stopping import EarlyStopping
 from deepfit.train.callbacks.progress import Progress
 from deepfit.train.callbacks.tensorboard import TensorBoard
 from deepfit.train.callbacks.terminate_on_nan import TerminateOnNaN
@@ -258,17 +260,32 @@ def train(
 def final_record(trainer: Trainer, dataset: Dataset, seconds: float) -> dict[str, Any]:
     nan = next((c for c in trainer.callbacks if isinstance(c, TerminateOnNaN)), None)
     status = "diverged" if nan is not None and nan.report else ("stopped" if trainer.stop_reason else "completed")
+    history = trainer.history
+    restored = next((c.restored_epoch for c in trainer.callbacks
+                     if isinstance(c, EarlyStopping) and c.restored_epoch is not None), None)
+    # "last" holds the metrics of the weights the run keeps (what tables and reports call final):
+    # none for a diverged run (its weights are NaN; the epoch before is not what it ended with),
+    # the best epoch's when early stopping restored it (test metrics and the saved model come from it).
+    if status == "diverged":
+        last: dict[str, Any] = {}
+    elif restored is not None:
+        last = dict(history[restored - 1])
+    else:
+        last = history[-1] if history else {}
     final: dict[str, Any] = {
         "status": status,
         "stop_reason": trainer.stop_reason,
-        "epochs_run": len(trainer.history),
+        "epochs_run": len(history),
         "steps": int(trainer.state.step),
         "seconds": seconds,
-        "last": trainer.history[-1] if trainer.history else {},
+        "last": last,
     }
+    if restored is not None and status != "diverged":
+        final["restored_epoch"], final["last_epoch"] = restored, history[-1]
     if nan is not None and nan.report:
         final["divergence"] = {**nan.report, "hint": "the learning rate is probably too high: "
-                               "run `deepfit find-lr CONFIG` and train again with a lower rate"}
+                               "run `deepfit find-lr CONFIG` and train again with a lower rate",
+                               "last_finite_epoch": history[-1] if history else None}
     if dataset.x_test is not None and status != "diverged":
         final["test_loss"], final["test_accuracy"] = trainer.evaluate(dataset.x_test, dataset.y_test)
     return final

@@ -61,7 +61,8 @@ def collect(exp_dir: Path, exp: Experiment) -> ExperimentResult:
         worker = read_json(d / "worker.json", "worker record") if (d / "worker.json").is_file() else {}
         record: dict[str, Any] = {"variant": v.name, "seed": s, "status": final.get("status"),
                                   "epochs_run": final.get("epochs_run")}
-        record.update({k: v2 for k, v2 in final.get("last", {}).items() if k != "epoch"})
+        if final.get("status") != "diverged":  # older runs kept the epoch before the NaN here: not a result
+            record.update({k: v2 for k, v2 in final.get("last", {}).items() if k != "epoch"})
         for k in ("test_loss", "test_accuracy"):
             if k in final:
                 record[k] = final[k]
