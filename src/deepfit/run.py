@@ -40,6 +40,7 @@ from deepfit.config import Config, dump_toml, load_config
 from deepfit.data.prepare import Dataset, load_data
 from deepfit.errors import CheckpointError, ConfigError
 from deepfit.io import MANIFEST, read_json, verify_manifest, write_atomic, write_json, write_manifest
+from deepfit.nn.build import reseed_noise
 from deepfit.optim.plan import make_optimizer_and_schedule
 from deepfit.serialize import load_model, save_model
 from deepfit.preflight import build_checked, check_resources
@@ -165,7 +166,7 @@ def make_trainer(cfg: Config, model: keras.Model, steps_per_epoch: int,
     t = cfg.training
     optimizer, schedule = make_optimizer_and_schedule(t, steps_per_epoch)
     return Trainer(
-        model, optimizer, loss=t.loss, batch_size=t.batch_size, epochs=t.epochs, seed=cfg.seed,
+        model, optimizer, loss=t.loss, batch_size=t.batch_size, epochs=t.epochs, seed=cfg.data_order_seed,
         schedule=schedule, callbacks=callbacks, steps_per_chunk=t.steps_per_chunk,
         eval_batch_size=t.eval_batch_size,
     )
@@ -211,6 +212,8 @@ def train(
         model = build_checked(cfg)
     elif not model.built:
         model.build((None, *cfg.model.input_shape))
+    if cfg.noise_seed is not None:
+        reseed_noise(model, cfg.noise_seed)
     t = cfg.training
     extra: list[Callback] = [TerminateOnNaN(), *map(make_callback, t.callbacks), *callbacks]
     if t.freeze:
