@@ -27,7 +27,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from deepfit.experiments.runner import compare
-    from deepfit.report.content import fmt, fmt_p
+    from deepfit.report.content import fmt, fmt_p, interval_text, needed_text
 
     result = compare(args.experiment, out=args.out, seeds=args.seeds, overrides=args.overrides,
                      backend=args.backend, jobs=args.jobs, address=args.address, report=not args.no_report)
@@ -36,10 +36,16 @@ def run(args) -> int:
     if not result.finals.empty:
         print(f"final {metric}: mean [95% CI] over seeds")
         for r in result.summary().itertuples():
-            print(f"  {r.variant:20s} {fmt(r.mean)}  [{fmt(r.ci_low)}, {fmt(r.ci_high)}]  n={r.n}")
-        for r in result.comparisons().itertuples():
+            print(f"  {r.variant:20s} {fmt(r.mean)}  {interval_text(r.ci_low, r.ci_high, r.clipped, r.note)}  n={r.n}")
+        comparisons = result.comparisons()
+        if len(comparisons):
+            print(f"against {result.experiment.reference} (p Holm-adjusted over the {len(comparisons)} comparisons; "
+                  f"verdicts use it)")
+        for r in comparisons.itertuples():
+            needed = needed_text(r.verdict, r.seeds_needed)
             print(f"  {r.variant} vs {r.reference}: {fmt(r.mean_diff)} [{fmt(r.ci_low)}, {fmt(r.ci_high)}] "
-                  f"p={fmt_p(r.p_value)} ({r.test}): {r.verdict}")
+                  f"p={fmt_p(r.p_value)} p_holm={fmt_p(r.p_holm)} ({r.test}): {r.verdict}"
+                  + (f"; seeds needed for 80% power: {needed}" if needed != "—" else ""))
     if result.report:
         print(f"report: {result.report['html']}")
     if result.missing:
