@@ -100,3 +100,34 @@ def test_experiment_crosses_init_and_order_seeds(tmp_path):
 def test_bad_seed_tables_and_tests_give_one_clear_error(tmp_path, text, match):
     with pytest.raises(df.ConfigError, match=match):
         load_experiment(write_experiment(tmp_path, 'base = "base.toml"\n' + text + '[[variants]]\nname = "a"\n'))
+
+
+def test_the_crossed_sweep_files_validate():
+    from pathlib import Path
+
+    sweeps = Path(__file__).parents[1] / "configs" / "sweeps"
+    deep = load_experiment(sweeps / "deep_100_crossed.toml")
+    assert deep.is_crossed and len(deep.runs()) == 50 and deep.reference == "relu_100"
+    selu = deep.config("selu_100", Cell(3, 4))
+    assert (selu.seed, selu.order_seed) == (3, 4)
+    assert [(l["activation"], l["kernel_initializer"]) for l in selu.model.layers[1:3]] == [("selu", "lecun_normal")] * 2
+    assert selu.model.layers[2]["repeat"] == 99
+    assert len(load_experiment(sweeps / "leaky_relu_crossed.toml").runs()) == 25
+
+
+@pytest.mark.slow
+def test_a_crossed_experiment_runs_end_to_end(tmp_path):
+    from deepfit.experiments.runner import compare
+
+    text = ('name = "tinyx"\nbase = "base.toml"\nreference = "relu"\n[seeds]\ninit = 2\norder = [3, 4]\n'
+            '[[variants]]\nname = "relu"\n[[variants]]\nname = "elu"\n'
+            'overrides = { "model.layers.1.activation" = "elu" }\n')
+    path = write_experiment(tmp_path / "x", text, BASE.replace("epochs = 2", "epochs = 1"))
+    result = compare(path, out=tmp_path / "out", log=lambda line: None)
+    finals = result.finals.set_index(["variant", "seed"])
+    assert len(finals) == 8 and (tmp_path / "out" / "runs" / "elu" / "seed-i1-o4" / "final.json").is_file()
+    assert finals.loc[("elu", "i1-o4"), ["init_seed", "order_seed"]].tolist() == [1, 4]
+    comp = result.comparisons()
+    assert comp.loc[0, "test"] == "crossed t" and comp.loc[0, "n"] == 4
+    md = result.report["markdown"].read_text()
+    assert "Where the spread comes from" in md and "| relu | 2 × 2 |" in md
