@@ -181,6 +181,18 @@ def test_power_and_seeds_needed_match_the_noncentral_t():
     assert seeds_needed_text(34.0) == "34"
 
 
+def test_seeds_needed_matches_statsmodels_and_uses_alpha_over_m_in_a_family():
+    power = pytest.importorskip("statsmodels.stats.power")
+    for dz, alpha in ((0.5, 0.05), (1.2, 0.05), (0.3, 0.01), (1.9, 0.005)):
+        n = power.TTestPower().solve_power(effect_size=dz, alpha=alpha, power=0.8, alternative="two-sided")
+        assert seeds_needed(dz, alpha=alpha) == math.ceil(n)
+    a, b = [0.50, 0.52, 0.51, 0.53, 0.50], [0.49, 0.51, 0.50, 0.50, 0.495]
+    c = [0.5, 0.52, 0.49, 0.51, 0.5]
+    first, second = adjust([paired_test(a, b), paired_test(c, b)])
+    assert first.seeds_needed == seeds_needed(first.effect_size, alpha=0.025)
+    assert first.seeds_needed > paired_test(a, b).seeds_needed  # a family asks for more seeds than one test
+
+
 def test_not_distinguishable_comparisons_carry_seeds_needed():
     a = [0.85, 0.86, 0.84, 0.87, 0.85]
     b = [0.86, 0.84, 0.85, 0.86, 0.855]

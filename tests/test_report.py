@@ -43,7 +43,7 @@ def test_markdown_tables_hold_the_scipy_numbers_and_verdicts(exp_dir):
     same = next(line for line in md.splitlines() if line.startswith("| same | 5 |") and "distinguishable" in line)
     assert f"| {holm_same:.4f} |" in same and "not distinguishable at 95% with 5 seeds" in same
     d = np.array(FINALS["same"]) - FINALS["base"]
-    assert f"| {seeds_needed_text(seeds_needed(d.mean() / d.std(ddof=1)))} |" in same
+    assert f"| {seeds_needed_text(seeds_needed(d.mean() / d.std(ddof=1), alpha=0.05 / 2))} |" in same
     for name in re.findall(r"\]\((figures/[^)]+\.png)\)", md):
         assert (exp_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -96,7 +96,7 @@ def test_claims_are_judged_together_with_holm():
     assert together[0].paired.family == 4 and together[0].verdict == "not distinguishable at 95% with 5 seeds"
     table = rp.claims_table(together)
     assert list(table["p_holm"]) == pytest.approx(list(holm(raw)))
-    assert table.loc[0, "seeds_needed"] == seeds_needed(together[0].paired.effect_size)
+    assert table.loc[0, "seeds_needed"] == seeds_needed(together[0].paired.effect_size, alpha=0.05 / 4)
 
 
 def test_summary_gives_no_interval_below_three_seeds_and_clips_accuracy():

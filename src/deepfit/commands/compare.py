@@ -9,6 +9,7 @@ def register(sub) -> None:
         description="Run every (variant, seed) of an experiment file into an experiment directory. Rerunning "
                     "skips finished runs and redoes interrupted ones; two compares on one directory share the work.",
         epilog="examples:\n  deepfit compare configs/sweeps/activations.toml --out experiments/act\n"
+               "  deepfit compare configs/sweeps/deep_100_crossed.toml --seeds 3x3   # init x order cells\n"
                "  deepfit compare configs/sweeps/activations.toml --seeds 3 --backend pool --jobs 2 "
                "training.epochs=2\n  deepfit compare sweep.toml --backend ray --address auto",
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -16,7 +17,8 @@ def register(sub) -> None:
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                    help="override a config value in every variant, e.g. training.epochs=2")
     p.add_argument("--out", help="experiment directory (default: experiments/NAME)")
-    p.add_argument("--seeds", help="a count (5: seeds 0..4) or a list (0,3,7); replaces the file's seeds")
+    p.add_argument("--seeds", help="a count (5: seeds 0..4), a list (0,3,7), or init x order counts (5x5: 25 "
+                                   "cells, init and data order apart); replaces the file's seeds")
     p.add_argument("--backend", default="local", choices=["local", "pool", "ray"],
                    help="where runs execute (default: local, in this process)")
     p.add_argument("--jobs", type=int, help="runs at once for pool/ray (default: one per CPU core)")

@@ -32,6 +32,7 @@ Every number here answers "how sure are we?" for a handful of seeds.
   - Effect size: Cohen's ``d_z = d̄ / s_d`` (Lakens 2013, "Calculating and
     reporting effect sizes", eq. 6).
   - Seeds needed: the smallest n at which a two-sided paired t-test at α
+    (α/m in a family of m comparisons, the strictest level Holm may apply)
     reaches 80% power if the true ``d_z`` were the observed one. Power is
     ``P(|T| > t_{1−α/2, n−1})`` with ``T`` noncentral t, ``n − 1`` degrees of
     freedom, noncentrality ``d_z √n`` (Cohen 1988, ch. 2). The observed effect
@@ -345,11 +346,21 @@ def holm(p_values: Sequence[float]) -> np.ndarray:
 
 
 def adjust(comparisons: Sequence[Paired], confidence: float = 0.95) -> list[Paired]:
-    """Holm over a family of comparisons: each gets ``p_holm`` and a verdict based on it."""
+    """Holm over a family of comparisons: each gets ``p_holm``, a verdict based on it, and seeds needed at α/m.
+
+    Holm tests a comparison at a level between α/m (the smallest p) and α (the
+    largest); planning for α/m (Bonferroni) gives enough seeds whatever the
+    other comparisons turn out to be.
+    """
     adjusted = holm([c.p_value for c in comparisons])
     m = int(np.isfinite([c.p_value for c in comparisons]).sum())
-    return [replace(c, p_holm=float(ph), family=m, verdict=verdict(c.mean_diff, ph, c.n, c.metric, 1 - confidence))
-            for c, ph in zip(comparisons, adjusted)]
+    alpha = 1 - confidence
+    out = []
+    for c, ph in zip(comparisons, adjusted):
+        needed = seeds_needed(c.effect_size, alpha=alpha / max(m, 1)) if math.isfinite(c.effect_size) else math.nan
+        out.append(replace(c, p_holm=float(ph), family=m, verdict=verdict(c.mean_diff, ph, c.n, c.metric, alpha),
+                           seeds_needed=needed))
+    return out
 
 
 def compare_to_reference(finals: pd.DataFrame, metric: str, reference: str, test: Test = DEFAULT_TEST,

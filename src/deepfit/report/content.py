@@ -24,7 +24,8 @@ TEST_NOTE = (
     "crossed model (variance (MS_init + MS_order − MS_resid)/(IJ), Satterthwaite degrees of freedom). "
     "p (Holm): Holm's step-down adjustment over all the comparisons of the table; verdicts use it. "
     "Effect size d_z = mean difference / its standard deviation. Seeds needed: the seeds a paired t-test would "
-    "need for 80% power at α = 0.05 (two-sided, this comparison alone) if the true d_z were the observed one: "
+    "need for 80% power at α = 0.05/m (two-sided; m comparisons in the table, the strictest level Holm may "
+    "apply) if the true d_z were the observed one: "
     "a rough guide (the observed effect is noisy); above 100 the effect is too small for more seeds to settle it."
 )
 INTERVAL_NOTE = (
