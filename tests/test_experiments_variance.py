@@ -95,3 +95,15 @@ def test_crossed_comparison_pairs_on_shared_cells():
     assert s.loc["ref", "ci_high"] - s.loc["ref", "mean"] == pytest.approx(stats.t.ppf(0.975, r.df) * r.se)
     plain = finals.assign(order_seed=finals["init_seed"])
     assert not crossed(plain)
+
+
+def test_learning_curve_bands_of_a_crossed_experiment_use_the_crossed_model():
+    from deepfit.experiments.stats import curves
+
+    rng = np.random.default_rng(5)
+    y = 0.7 + rng.normal(0, 0.05, (3, 1)) + rng.normal(0, 0.02, (1, 3)) + rng.normal(0, 0.01, (3, 3))
+    rows = [{"variant": "a", "seed": f"i{i}-o{j}", "init_seed": i, "order_seed": j, "epoch": 1, "val_accuracy": y[i, j]}
+            for i in range(3) for j in range(3)]
+    band = curves(pd.DataFrame(rows), "val_accuracy").iloc[0]
+    m = crossed_mean(y)
+    assert band["ci_high"] - band["mean"] == pytest.approx(stats.t.ppf(0.975, m.df) * m.se)

@@ -106,3 +106,6 @@ def test_summary_gives_no_interval_below_three_seeds_and_clips_accuracy():
     assert np.isnan(table.loc["leaky_relu", "ci_low"]) and "no interval" in table.loc["leaky_relu", "ci_note"]
     assert table.loc["leaky_relu", "notebook_inside_ci"] is None
     assert table.loc["l2", "ci_high"] == 1.0 and table.loc["l2", "ci_clipped"]
+    values["l2@val_accuracy"][3] = float("nan")  # a diverged seed: excluded, and counted
+    table = rp.summarize(values, entries).set_index("id")
+    assert table.loc["l2", "n"] == 3 and table.loc["l2", "diverged"] == 1

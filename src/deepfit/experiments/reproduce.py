@@ -3,8 +3,8 @@
 Each catalog entry runs as an experiment of one variant (``deepfit compare``'s
 runner: resumable, any backend) in ``OUT/<id>/``; MC dropout is computed from
 the dropout runs; then every entry's mean and 95% t interval is set beside the
-notebook's figure and every claim is judged by a paired test
-(``deepfit.experiments.catalog``). The report is ``OUT/report.md`` and
+notebook's figure and the claims are judged together, each by a paired test,
+with Holm's adjustment over all of them (``deepfit.experiments.catalog``). The report is ``OUT/report.md`` and
 ``OUT/report.html``.
 
 ``--quick`` (the README's main job, a few minutes on 2 cores) trains on 2,048
@@ -181,9 +181,11 @@ def summarize(values: dict[str, dict[int, float]], entries: list[Entry]) -> pd.D
     for e in entries:
         seeds = values.get(f"{e.id}@{e.metric}", {})
         s = t_interval(list(seeds.values()), limits=bounds(e.metric))
+        diverged = sum(not np.isfinite(v) for v in seeds.values())  # no metrics: excluded, and counted
         inside = (None if e.notebook is None or not np.isfinite(s.ci_low)
                   else bool(s.ci_low <= e.notebook <= s.ci_high))
-        rows.append({"id": e.id, "title": e.title, "metric": e.metric, "n": s.n, "mean": s.mean, "std": s.std,
+        rows.append({"id": e.id, "title": e.title, "metric": e.metric, "n": s.n, "diverged": diverged,
+                     "mean": s.mean, "std": s.std,
                      "ci_low": s.ci_low, "ci_high": s.ci_high, "ci_clipped": s.clipped, "ci_note": s.note,
                      "notebook": e.notebook, "notebook_inside_ci": inside})
     return pd.DataFrame(rows)

@@ -168,11 +168,12 @@ def describe(finals: pd.DataFrame, metric: str, confidence: float = 0.95) -> pd.
 
 
 def curves(results: pd.DataFrame, metric: str, confidence: float = 0.95) -> pd.DataFrame:
-    """Per variant and epoch: mean and t interval over seeds (the bands of the learning curves)."""
+    """Per variant and epoch: mean and interval over seeds (the bands of the learning curves; crossed-aware)."""
     rows = []
     for (variant, epoch), group in results.groupby(["variant", "epoch"], sort=False):
-        rows.append({"variant": variant, "epoch": int(epoch),
-                     **asdict(t_interval(group[metric], confidence, bounds(metric)))})
+        s = (crossed_interval(group, metric, confidence, bounds(metric)) if crossed(group)
+             else t_interval(group[metric], confidence, bounds(metric)))
+        rows.append({"variant": variant, "epoch": int(epoch), **asdict(s)})
     return pd.DataFrame(rows, columns=["variant", "epoch", "n", "mean", "std", "ci_low", "ci_high", "clipped",
                                        "note"])
 

@@ -60,6 +60,8 @@ def collect(exp_dir: Path, exp: Experiment) -> ExperimentResult:
         label = str(s) if isinstance(s, Cell) else s
         init, order = init_order(s)
         metrics = pd.read_csv(d / "metrics.csv")
+        metrics.insert(0, "order_seed", order)
+        metrics.insert(0, "init_seed", init)
         metrics.insert(0, "seed", label)
         metrics.insert(0, "variant", v.name)
         rows.append(metrics)

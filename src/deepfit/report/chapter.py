@@ -45,10 +45,12 @@ def main_tables(result) -> list[Table]:
         notebook = "baseline" if pd.isna(r.notebook) else f"{r.notebook:.4f}"
         ci = interval_text(r.ci_low, r.ci_high, bool(getattr(r, "ci_clipped", False)),
                            str(getattr(r, "ci_note", "") or ""))
-        rows.append([r.id, r.metric, str(r.n), f"{fmt(r.mean)} ± {fmt(r.std)}", ci, notebook, inside])
+        rows.append([r.id, r.metric, str(r.n), str(int(getattr(r, "diverged", 0) or 0)), f"{fmt(r.mean)} ± {fmt(r.std)}",
+                     ci, notebook, inside])
     label = "" if result.mode.name == "full" else " — QUICK SMOKE RUN, not the notebook's protocol"
     summary = Table(f"Each experiment beside the notebook's one-run figure{label}",
-                    ["id", "metric", "seeds", "mean ± std", "95% CI (t)", "notebook", "notebook inside CI"], rows,
+                    ["id", "metric", "seeds", "diverged", "mean ± std", "95% CI (t)", "notebook", "notebook inside CI"],
+                    rows,
                     "mean ± std over seeds of the final metric; the notebook's figure is one run of one seed. "
                     + INTERVAL_NOTE)
     family = len(result.verdicts)
