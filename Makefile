@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/deepfit reproduce --quick --out runs/reproduce-quick
+	$(BIN)/deepfit reproduce --demo --out runs/reproduce-demo
 
 # The report test renders HTML in headless Chromium; install it where we can (root + apt), else it skips.
 browser:

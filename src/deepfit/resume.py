@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -108,15 +109,16 @@ def attach_backup(callbacks: list[Callback], out_dir: Path | None, default: bool
     return backup
 
 
-def fit_resumed(trainer: "Trainer", backup: BackupAndRestore | None, dataset: "Dataset") -> None:
-    """``trainer.fit`` on the dataset; a run restored after a callback had stopped it only finishes."""
+@contextmanager
+def resumed(trainer: "Trainer", backup: BackupAndRestore | None, dataset: "Dataset"):
+    """Around ``trainer.fit`` on the dataset: a run restored after a callback had stopped it only finishes."""
     stopped, reason = backup.stopped if backup is not None and backup.restored_from else (False, None)
     epochs = trainer.epochs
     if stopped:
         # No epoch may run, but on_fit_begin/end must (early stopping restores its best weights there).
         trainer.epochs = int(trainer.state.step) // trainer.steps_per_epoch(len(dataset.x_train))
     try:
-        trainer.fit(dataset.x_train, dataset.y_train, validation_data=(dataset.x_valid, dataset.y_valid))
+        yield
     finally:
         trainer.epochs = epochs
     if stopped:

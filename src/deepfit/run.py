@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import platform
 import shutil
@@ -44,7 +45,8 @@ from deepfit.nn.build import reseed_noise
 from deepfit.optim.plan import make_optimizer_and_schedule
 from deepfit.serialize import load_model, save_model
 from deepfit.preflight import build_checked, check_resources
-from deepfit.resume import attach_backup, fit_resumed, resume_status  # also registers backup_and_restore
+from deepfit.resume import attach_backup, resume_status, resumed  # also registers backup_and_restore
+from deepfit.train import compile_cache
 from deepfit.train.callbacks import make_callback
 from deepfit.train.callbacks.early_stopping import EarlyStopping
 from deepfit.train.callbacks.progress import Progress
@@ -93,6 +95,8 @@ def environment(cfg: Config) -> dict[str, Any]:
         "devices": [str(d) for d in jax.devices()],
         "cpu_count": os.cpu_count(),
         "threads": {k: os.environ.get(k) for k in ("XLA_FLAGS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
+        # Set by an experiment backend in its workers; a run trained directly is "local".
+        "execution": os.environ.get("DEEPFIT_EXECUTION", "local: this process"),
         "seed": cfg.seed,
         "argv": sys.argv,
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -160,15 +164,26 @@ def prepare_out_dir(out: str | Path | None, cfg: Config, overwrite: bool) -> Pat
     return out
 
 
+def program_key(cfg: Config, steps_per_epoch: int) -> str:
+    """What the compiled step of a config's model depends on: everything but the seeds (and the name
+    and progress bar). Seeds of one variant share it, so a process compiles their step once."""
+    tree = cfg.to_dict()
+    for key in ("seed", "order_seed", "dropout_seed", "name"):
+        tree.pop(key, None)
+    tree.get("training", {}).pop("progress", None)
+    return json.dumps([tree, steps_per_epoch], sort_keys=True, default=repr)
+
+
 def make_trainer(cfg: Config, model: keras.Model, steps_per_epoch: int,
-                 callbacks: Sequence[Callback] = ()) -> Trainer:
-    """The Trainer a config describes, around a given model."""
+                 callbacks: Sequence[Callback] = (), shared: bool = True) -> Trainer:
+    """The Trainer a config describes, around a given model built from that config
+    (``shared=False`` for any other model: its compiled step is then not reused)."""
     t = cfg.training
     optimizer, schedule = make_optimizer_and_schedule(t, steps_per_epoch)
     return Trainer(
         model, optimizer, loss=t.loss, batch_size=t.batch_size, epochs=t.epochs, seed=cfg.data_order_seed,
         schedule=schedule, callbacks=callbacks, steps_per_chunk=t.steps_per_chunk,
-        eval_batch_size=t.eval_batch_size,
+        eval_batch_size=t.eval_batch_size, program=program_key(cfg, steps_per_epoch) if shared else None,
     )
 
 
@@ -198,6 +213,63 @@ def train(
     ``resume=True`` continues the run in ``out`` from its last checkpoint,
     bit for bit; on a finished run it does nothing and returns it.
     """
+    begun = _begin(config, out, overrides=overrides, model=model, data=data, callbacks=callbacks, save=save,
+                   overwrite=overwrite, resume=resume, checkpoint=checkpoint)
+    if isinstance(begun, Run):
+        return begun
+    started = time.perf_counter()
+    with resumed(begun.trainer, begun.backup, begun.dataset):
+        begun.trainer.fit(*begun.fit_data)
+    return _end(begun, time.perf_counter() - started)
+
+
+def train_group(configs: Sequence[str | Path | Mapping[str, Any] | Config], outs: Sequence[str | Path | None],
+                **options: Any) -> list[Run]:
+    """Several runs of one shape (the seeds of a variant, say) trained together: each chunk of every
+    run in one compiled call (:class:`deepfit.train.group.Group`), each run in its own directory,
+    identical in form to :func:`train`'s (``options`` are :func:`train`'s, for every run).
+
+    The fastest way to train seeds on an accelerator; on a CPU one worker per core is faster
+    (``deepfit compare`` chooses). Runs that cannot share a program train one after another.
+    """
+    from contextlib import ExitStack
+
+    from deepfit.train.group import Group
+
+    if len(configs) != len(outs):
+        raise ConfigError(f"train_group needs one output per config: {len(configs)} configs, {len(outs)} outputs")
+    begun = [_begin(c, o, **options) for c, o in zip(configs, outs)]
+    training = [b for b in begun if not isinstance(b, Run)]
+    started = time.perf_counter()
+    with ExitStack() as stack:
+        for b in training:
+            stack.enter_context(resumed(b.trainer, b.backup, b.dataset))
+        Group([b.trainer for b in training]).fit([b.fit_data for b in training])
+    seconds = (time.perf_counter() - started) / max(1, len(training))  # a member's share of the group's time
+    return [b if isinstance(b, Run) else _end(b, seconds) for b in begun]
+
+
+@dataclass
+class _Begun:
+    """A run ready to train: what :func:`_end` needs to record it."""
+
+    cfg: Config
+    out_dir: Path | None
+    dataset: Dataset
+    model: keras.Model
+    trainer: Trainer
+    backup: Any
+    note: str | None
+
+    @property
+    def fit_data(self) -> tuple:
+        d = self.dataset
+        return d.x_train, d.y_train, (d.x_valid, d.y_valid)
+
+
+def _begin(config, out, *, overrides=(), model=None, data=None, callbacks=(), save=True, overwrite=False,
+           resume=False, checkpoint=True) -> "_Begun | Run":
+    """Everything before the first step (a finished run, on ``resume``, comes back as its Run)."""
     cfg = load_config(config, overrides)
     config_text = dump_toml(cfg)  # fails now, not after the directory exists
     status = resume_status(out if save else None, cfg) if resume else "fresh"
@@ -206,8 +278,10 @@ def train(
         run.resume_note = f"run {str(out)!r} already finished ({run.final.get('status')}); nothing to do"
         return run
     out_dir = (Path(out) if status == "resumable" else prepare_out_dir(out, cfg, overwrite)) if save else None
+    compile_cache.enable()  # before the model is built: its initializers compile too
     dataset = data if isinstance(data, Dataset) else load_data(cfg.data, arrays=data)
     check_resources(cfg, dataset, model)
+    own_model = model is None
     if model is None:
         model = build_checked(cfg)
     elif not model.built:
@@ -233,15 +307,20 @@ def train(
         if t.tensorboard:
             extra.append(TensorBoard(str(out_dir / "tensorboard")))
     backup = attach_backup(extra, out_dir, checkpoint)
-    trainer = make_trainer(cfg, model, -(-len(dataset.x_train) // t.batch_size), extra)
+    trainer = make_trainer(cfg, model, -(-len(dataset.x_train) // t.batch_size), extra, shared=own_model)
     note = None
     if status == "resumable" and backup is not None and backup.restore(trainer, len(dataset.x_train)):
         note = f"resumed from {backup.restored_from} (step {int(trainer.state.step)})"
     elif status == "resumable":
         note = "no checkpoint to resume from: the run starts again from the beginning"
-    started = time.perf_counter()
-    fit_resumed(trainer, backup, dataset)
-    final = final_record(trainer, dataset, time.perf_counter() - started)
+    return _Begun(cfg, out_dir, dataset, model, trainer, backup, note)
+
+
+def _end(b: _Begun, seconds: float) -> Run:
+    """The final record, the model and the manifest of a run that has trained."""
+    cfg, out_dir, dataset, model, trainer, backup, note = (b.cfg, b.out_dir, b.dataset, b.model, b.trainer,
+                                                           b.backup, b.note)
+    final = final_record(trainer, dataset, seconds)
     run = Run(out_dir, cfg, model, trainer.history, final, trainer, note)
     if out_dir is not None:
         write_atomic(out_dir / "metrics.csv", metrics_csv(trainer.history))

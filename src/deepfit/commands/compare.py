@@ -19,8 +19,10 @@ def register(sub) -> None:
     p.add_argument("--out", help="experiment directory (default: experiments/NAME)")
     p.add_argument("--seeds", help="a count (5: seeds 0..4), a list (0,3,7), or init x order counts (5x5: 25 "
                                    "cells, init and data order apart); replaces the file's seeds")
-    p.add_argument("--backend", default="local", choices=["local", "pool", "ray"],
-                   help="where runs execute (default: local, in this process)")
+    p.add_argument("--backend", default="auto", choices=["auto", "local", "group", "pool", "ray"],
+                   help="where runs execute. auto (default, printed): on an accelerator 'group' (the seeds of "
+                        "a variant in one compiled program), on a multi-core CPU 'pool' (one single-threaded "
+                        "worker per core) when the work is worth it, else 'local' (this process)")
     p.add_argument("--jobs", type=int, help="runs at once for pool/ray (default: one per CPU core)")
     p.add_argument("--address", help="Ray cluster address (e.g. auto, or ray://HOST:10001); default: a local Ray")
     p.add_argument("--no-report", action="store_true", help="write the tables only, not report.md/html")

@@ -7,20 +7,26 @@ def register(sub) -> None:
     p = sub.add_parser("reproduce", help="rerun the notebook's experiments over seeds, beside its figures",
                        description="Rerun every experiment of the chapter over several seeds, set each result "
                                    "beside the notebook's one-run figure, and judge each of its claims.",
-                       epilog="examples:\n  deepfit reproduce --quick                 # all ids in a few minutes "
-                              "(a smoke run, labelled as such)\n"
+                       epilog="examples:\n  deepfit reproduce                         # the demo: four claims "
+                              "decided at the notebook's protocol\n"
+                              "  deepfit reproduce --smoke                 # all ids in a few minutes (a smoke run, "
+                              "labelled as such)\n"
                               "  deepfit reproduce --full --results docs/results\n"
                               "  deepfit reproduce --full --only selu_100,relu_100 --seeds 3",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--quick", dest="mode", action="store_const", const="quick",
-                      help="2,048 images, 2 epochs, 2 seeds: checks everything runs (default)")
+    mode.add_argument("--demo", dest="mode", action="store_const", const="demo",
+                      help="the batch-norm, l2, max-norm and transfer experiments at the notebook's protocol, "
+                           "5 seeds (10 for transfer): real verdicts in a few minutes (default)")
     mode.add_argument("--full", dest="mode", action="store_const", const="full",
-                      help="the notebook's data and epochs, 5 seeds (10 for the transfer study)")
-    p.set_defaults(mode="quick")
+                      help="every experiment at the notebook's data and epochs, 5 seeds (10 for the transfer study)")
+    mode.add_argument("--smoke", "--quick", dest="mode", action="store_const", const="quick",
+                      help="2,048 images, 2 epochs, 2 seeds: only checks that everything runs (not results)")
+    p.set_defaults(mode="demo")
     p.add_argument("--only", help="comma-separated experiment ids (see deepfit list experiments)")
     p.add_argument("--seeds", type=int, help="seeds per experiment (overrides the mode's)")
-    p.add_argument("--backend", default="local", choices=["local", "pool", "ray"])
+    p.add_argument("--backend", default="auto", choices=["auto", "local", "group", "pool", "ray"],
+                   help="where runs execute (default: auto, printed; see deepfit compare --help)")
     p.add_argument("--jobs", type=int, help="workers for --backend pool / ray")
     p.add_argument("--address", help="Ray cluster address")
     p.add_argument("--out", help="reproduction directory (default runs/reproduce-MODE); rerun to resume")

@@ -89,6 +89,13 @@ def load_directory(path: str | Path, sums_file: str = "SHA256SUMS") -> RawData:
     )
 
 
+def bundled_digest() -> str:
+    """Names the bundled files exactly: the sha256 of their checksum list (checked on every load)."""
+    import hashlib
+
+    return hashlib.sha256((bundled_dir() / "SHA256SUMS").read_bytes()).hexdigest()
+
+
 def load_bundled() -> RawData:
     """The Fashion-MNIST copy shipped with deepfit, its checksums verified."""
     raw = load_directory(bundled_dir())

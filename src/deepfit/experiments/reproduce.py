@@ -19,6 +19,7 @@ import platform
 import shutil
 import sys
 import time
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import resources
@@ -43,6 +44,7 @@ class Mode:
     mc_samples: int
     mc_test_images: int | None
     label: str
+    ids: tuple[str, ...] | None = None  # the entries this mode runs when --only is not given (None: all)
 
 
 QUICK = Mode("quick", [0, 1], [0, 1], {"data.train_size": 2048, "training.epochs": 2}, 20, 2000,
@@ -52,7 +54,15 @@ QUICK = Mode("quick", [0, 1], [0, 1], {"data.train_size": 2048, "training.epochs
 FULL = Mode("full", [0, 1, 2, 3, 4], list(range(10)), {}, 100, None,
             "Full protocol: the notebook's data (55,000 training images, validation = the first 5,000), "
             "epochs and batch sizes; 5 seeds (10 for the transfer study); MC dropout 100 passes.")
-MODES = {"quick": QUICK, "full": FULL}
+# The claims a newcomer can see decided in minutes: each needs only short runs of small networks.
+DEMO_IDS = ("batch_norm", "plain_relu", "l2", "l2_free", "max_norm", "max_norm_free",
+            "task_a", "task_b_scratch", "task_b_on_a")
+DEMO = dataclasses.replace(
+    FULL, name="demo", ids=DEMO_IDS,
+    label="Demo: the notebook's protocol (55,000 training images, validation = the first 5,000, its epochs and "
+          "batch sizes; 5 seeds, 10 for the transfer study) for the batch-norm, l2, max-norm and transfer "
+          "experiments only. `deepfit reproduce --full` runs the whole chapter.")
+MODES = {"quick": QUICK, "demo": DEMO, "full": FULL}
 
 
 def configs_dir() -> Path:
@@ -235,15 +245,18 @@ def reproduce(
     log: Callable[[str], None] = print,
 ) -> Reproduction:
     """Run the chosen catalog entries over seeds, then judge the notebook's claims and write the report."""
-    from deepfit.experiments.runner import compare
+    from deepfit.experiments.backends import make_backend
+    from deepfit.experiments.runner import Runner, Schedule
+    from deepfit.experiments.spec import load_experiment
+    from deepfit.experiments.tables import write_tables
 
     if mode not in MODES:
-        raise ConfigError(f"mode must be 'quick' or 'full', got {mode!r}")
+        raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     m = MODES[mode]
     if seeds is not None and seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {seeds}")
     out = Path(out) if out is not None else Path("runs") / f"reproduce-{mode}"
-    entries = select(only)
+    entries = select(only or m.ids)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {str(out)!r} is a file; choose another --out")
     out.mkdir(parents=True, exist_ok=True)
@@ -251,16 +264,31 @@ def reproduce(
     log(m.label)
     trained = [e for e in entries if e.config is not None]
     for i, e in enumerate(trained, 1):
-        s = seeds_for(e, m, seeds)
-        t0 = time.perf_counter()
-        log(f"[{i}/{len(trained)}] {e.id}: {e.title} ({len(s)} seeds)")
-        compare(experiment_of(e, m, out, s), out=out / e.id, backend=backend, jobs=jobs, address=address,
-                report=False, log=lambda line: log("  " + line))
-        log(f"  done in {time.perf_counter() - t0:.0f}s")
+        log(f"[{i}/{len(trained)}] {e.id}: {e.title} ({len(seeds_for(e, m, seeds))} seeds)")
+    # One backend for every entry: its workers keep their compiled programs and data from one
+    # experiment to the next, and the longest runs of all entries go first. An entry that needs
+    # another's runs (task B on task A) waits for the next wave.
+    waves = [[e for e in trained if e.after is None], [e for e in trained if e.after is not None]]
+    runners: dict[str, Runner] = {}
+
+    def runner(e: Entry) -> Runner:
+        exp = load_experiment(experiment_of(e, m, out, seeds_for(e, m, seeds)))
+        runners[e.id] = Runner(exp, out / e.id, log=lambda line: log(f"  {e.id} {line}"))
+        return runners[e.id]
+
+    first = [runner(e) for e in waves[0]]
+    costs = [r.costs[(v.name, s)] for r in first for v, s in r.pending()]
+    with make_backend(backend, jobs=jobs, address=address, costs=costs, log=log) as chosen:
+        Schedule(first, chosen).run()
+        if waves[1]:
+            Schedule([runner(e) for e in waves[1]], chosen).run()
+    for e in trained:
+        write_tables(out / e.id, runners[e.id].exp)
+    log(f"trained in {time.perf_counter() - started:.0f}s")
     if any(e.id == "mc_dropout" for e in entries):
         log(f"mc_dropout: {m.mc_samples} stochastic passes per dropout run")
         run_mc_dropout(out, seeds_for(entry("dropout"), m, seeds), m, log)
-    if not only:
+    if not only and m.ids is None:
         run_lr_finder(out, m, log)
     values = collect_values(out, entries)
     summary = summarize(values, entries)
@@ -308,4 +336,4 @@ def publish(result: Reproduction, target: str | Path) -> Path:
     return target
 
 
-__all__ = ["FULL", "MODES", "QUICK", "Reproduction", "publish", "reproduce"]
+__all__ = ["DEMO", "FULL", "MODES", "QUICK", "Reproduction", "publish", "reproduce"]

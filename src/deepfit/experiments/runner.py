@@ -27,40 +27,17 @@ import shutil
 import sys
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from deepfit.config import Config, dump_toml
 from deepfit.errors import ConfigError
+from deepfit.experiments.backends import Backend, make_backend
 from deepfit.experiments.spec import Experiment, Variant, load_experiment
+from deepfit.experiments.task import WAIT, Outcome, Task, estimated_cost
 from deepfit.io import fsync_dir, read_json, write_json
 
 RUNS, PARTIAL, LOCKS = "runs", ".partial", ".locks"
-# Yielded to a backend when every run left is held by another driver: finish yours, then ask again.
-WAIT = object()
-
-
-@dataclass(frozen=True)
-class Task:
-    """One run, as plain data a worker process (or a Ray node) can receive."""
-
-    variant: str
-    seed: int
-    config: dict[str, Any]
-
-    @property
-    def key(self) -> str:
-        return f"{self.variant}__seed-{self.seed}"
-
-
-@dataclass
-class Outcome:
-    """What a finished run reports back to the driver."""
-
-    task: Task
-    final: dict[str, Any]
-    worker: dict[str, Any]
 
 
 def run_dir(exp_dir: Path, variant: str, seed: int) -> Path:
@@ -104,14 +81,16 @@ class Claims:
 
 
 class Runner:
-    """Drives an experiment: claims runs one at a time, hands them to a backend, files the results."""
+    """One experiment's runs: what is pending, claiming a run, filing it when it is done."""
 
-    def __init__(self, exp: Experiment, out: Path, backend, log: Callable[[str], None] | None = None):
-        self.exp, self.out, self.backend = exp, out, backend
+    def __init__(self, exp: Experiment, out: Path, log: Callable[[str], None] | None = None):
+        self.exp, self.out = exp, out
         self.log = log or (lambda s: print(s, file=sys.stderr, flush=True))
         self.claims = Claims(out)
         self.trained: list[tuple[str, int]] = []
-        self.expected = {(v.name, s): dump_toml(self.config(v, s)) for v, s in exp.runs()}
+        configs = {(v.name, s): self.config(v, s) for v, s in exp.runs()}
+        self.expected = {key: dump_toml(cfg) for key, cfg in configs.items()}
+        self.costs = {key: estimated_cost(cfg.to_dict()) for key, cfg in configs.items()}
 
     def config(self, variant: Variant, seed: int) -> Config:
         cfg = self.exp.config(variant, seed)
@@ -129,6 +108,10 @@ class Runner:
                     f"describes; write this experiment to another --out (or delete that run to redo it)"
                 )
 
+    def prepare(self) -> None:
+        self.check_existing()
+        write_json(self.out / "experiment.json", self.exp.to_dict())
+
     # -- claiming -------------------------------------------------------------
     def pending(self) -> list[tuple[Variant, int]]:
         return [(v, s) for v, s in self.exp.runs() if not is_finished(run_dir(self.out, v.name, s))]
@@ -142,42 +125,17 @@ class Runner:
             return None
         for stale in (self.out / PARTIAL).glob(f"{key}.*"):  # an interrupted attempt: redo it
             shutil.rmtree(stale, ignore_errors=True)
-        return Task(variant.name, seed, self.config(variant, seed).to_dict())
-
-    def tasks(self) -> Iterator[Task | object]:
-        """Claims lazily, as the backend has room: concurrent drivers then share the grid."""
-        while True:
-            pending = [(v, s) for v, s in self.pending() if f"{v.name}__seed-{s}" not in self.claims.held]
-            got = False
-            for v, s in pending:
-                task = self.claim(v, s, block=False)
-                if task is not None:
-                    got = True
-                    yield task
-            if got:
-                continue
-            if self.claims.held:  # ours still in flight: let the backend finish them first
-                yield WAIT
-                continue
-            pending = self.pending()
-            if not pending:
-                return
-            # Everything left is held by another driver: wait for it; if that driver died, the run is ours.
-            v, s = pending[0]
-            self.log(f"waiting for another deepfit compare training {v.name} seed {s}")
-            task = self.claim(v, s, block=True)
-            if task is not None:
-                yield task
+        return Task(variant.name, seed, self.config(variant, seed).to_dict(), str(self.out))
 
     def partial(self, task: Task) -> Path:
         p = self.out / PARTIAL / f"{task.key}.{os.getpid()}-{uuid.uuid4().hex[:8]}"
         p.parent.mkdir(parents=True, exist_ok=True)
         return p
 
-    def finish(self, task: Task, partial: Path, outcome: Outcome) -> None:
+    def finish(self, task: Task, partial: Path, outcome: Outcome, backend: str) -> None:
         """Move a complete run into place in one rename, then let go of its claim."""
         try:
-            write_json(partial / "worker.json", {**outcome.worker, "backend": self.backend.name})
+            write_json(partial / "worker.json", {**outcome.worker, "backend": backend})
             target = run_dir(self.out, task.variant, task.seed)
             target.parent.mkdir(parents=True, exist_ok=True)
             if target.exists():  # only an unfinished leftover can be here (we hold the claim)
@@ -197,13 +155,76 @@ class Runner:
     def abandon(self, task: Task) -> None:
         self.claims.release(task.key)
 
+
+class Schedule:
+    """Several experiments' runs through one backend, the longest runs first.
+
+    Longest first keeps every worker busy to the end (a long run started last would
+    leave the others idle); one backend for all keeps its workers, their compiled
+    programs and their data alive from one experiment to the next.
+    """
+
+    def __init__(self, runners: Sequence[Runner], backend: Backend):
+        self.runners = {str(r.out): r for r in runners}
+        self.backend = backend
+        self.lost: set[tuple[str, str]] = set()  # (experiment, run) whose worker died: not retried now
+
+    def tasks(self) -> Iterator[Task | object]:
+        """Claims lazily, as the backend has room: concurrent drivers then share the grid."""
+        runners = list(self.runners.values())
+        while True:
+            pending = sorted(((r, v, s) for r, v, s in self.pending()
+                              if f"{v.name}__seed-{s}" not in r.claims.held),
+                             key=lambda item: -item[0].costs[(item[1].name, item[2])])
+            got = False
+            for r, v, s in pending:
+                task = r.claim(v, s, block=False)
+                if task is not None:
+                    got = True
+                    yield task
+            if got:
+                continue
+            if any(r.claims.held for r in runners):  # ours still in flight: let the backend finish them
+                yield WAIT
+                continue
+            left = self.pending()
+            if not left:
+                return
+            # Everything left is held by another driver: wait for it; if that driver died, the run is ours.
+            r, v, s = left[0]
+            r.log(f"waiting for another deepfit compare training {v.name} seed {s}")
+            task = r.claim(v, s, block=True)
+            if task is not None:
+                yield task
+
+    def pending(self) -> list[tuple[Runner, Variant, int]]:
+        return [(r, v, s) for r in self.runners.values() for v, s in r.pending()
+                if (str(r.out), f"{v.name}__seed-{s}") not in self.lost]
+
+    def partial(self, task: Task) -> Path:
+        return self.runners[task.experiment].partial(task)
+
+    def lose(self, task: Task, why: str) -> None:
+        """A worker died with this run: the others go on; the next run of the command redoes it."""
+        runner = self.runners[task.experiment]
+        runner.abandon(task)
+        self.lost.add((task.experiment, task.key))
+        runner.log(f"{why}: that run is left unfinished; run the same command again to redo it")
+
+    def finish(self, task: Task, partial: Path, outcome: Outcome) -> None:
+        self.runners[task.experiment].finish(task, partial, outcome, self.backend.name)
+
+    def abandon(self, task: Task) -> None:
+        self.runners[task.experiment].abandon(task)
+
     def run(self) -> None:
-        self.check_existing()
-        write_json(self.out / "experiment.json", self.exp.to_dict())
+        for r in self.runners.values():
+            r.prepare()
         try:
             self.backend.run(self.tasks(), self)
         finally:
-            self.claims.release_all()
+            for r in self.runners.values():
+                r.claims.release_all()
 
 
 def compare(
@@ -212,7 +233,7 @@ def compare(
     *,
     seeds: int | str | Sequence[int] | None = None,
     overrides: Sequence[str] | Mapping[str, Any] = (),
-    backend: str = "local",
+    backend: str = "auto",
     jobs: int | None = None,
     address: str | None = None,
     report: bool = True,
@@ -226,18 +247,18 @@ def compare(
     (``address`` of a cluster, or a local Ray); the per-run results do not
     depend on it.
     """
-    from deepfit.experiments.backends import make_backend
-    from deepfit.experiments.tables import ExperimentResult, write_tables
+    from deepfit.experiments.tables import write_tables
 
     exp = load_experiment(experiment, seeds=seeds, overrides=overrides)
     out_dir = Path(out) if out is not None else Path("experiments") / exp.name
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"--out {str(out_dir)!r} is a file, not a directory; choose another --out")
     out_dir.mkdir(parents=True, exist_ok=True)
-    runner = Runner(exp, out_dir, make_backend(backend, jobs=jobs, address=address), log)
+    runner = Runner(exp, out_dir, log)
     started = time.perf_counter()
-    with runner.backend:
-        runner.run()
+    costs = [runner.costs[(v.name, s)] for v, s in runner.pending()]
+    with make_backend(backend, jobs=jobs, address=address, costs=costs, log=runner.log) as chosen:
+        Schedule([runner], chosen).run()
     result = write_tables(out_dir, exp)
     result.trained = runner.trained
     result.seconds = time.perf_counter() - started
@@ -255,4 +276,5 @@ def read_experiment(exp_dir: str | Path) -> Experiment:
     return load_experiment(tree)
 
 
-__all__ = ["Claims", "Outcome", "Runner", "Task", "compare", "is_finished", "read_experiment", "run_dir"]
+__all__ = ["Claims", "Outcome", "Runner", "Schedule", "Task", "compare", "is_finished", "read_experiment",
+           "run_dir"]

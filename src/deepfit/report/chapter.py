@@ -47,7 +47,7 @@ def main_tables(result) -> list[Table]:
                            str(getattr(r, "ci_note", "") or ""))
         rows.append([r.id, r.metric, str(r.n), str(int(getattr(r, "diverged", 0) or 0)), f"{fmt(r.mean)} ± {fmt(r.std)}",
                      ci, notebook, inside])
-    label = "" if result.mode.name == "full" else " — QUICK SMOKE RUN, not the notebook's protocol"
+    label = " — QUICK SMOKE RUN, not the notebook's protocol" if result.mode.name == "quick" else ""
     summary = Table(f"Each experiment beside the notebook's one-run figure{label}",
                     ["id", "metric", "seeds", "diverged", "mean ± std", "95% CI (t)", "notebook", "notebook inside CI"],
                     rows,

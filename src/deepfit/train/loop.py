@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Sequence
+from typing import Any, Generator, Sequence
 
 import jax.numpy as jnp
 import keras
@@ -19,7 +19,7 @@ import numpy as np
 from deepfit.train import compile_cache
 from deepfit.train.events import Callback, CallbackList, Chunk, StopTraining
 from deepfit.train.state import N_SUMS, TrainState
-from deepfit.train.step import Schedule, Steps
+from deepfit.train.step import Schedule, Steps, shared_steps
 
 # Streams of randomness derived from the run's seed (init uses the seed itself).
 DATA_ORDER = 1
@@ -30,6 +30,8 @@ class Trainer:
 
     ``shuffle=False`` keeps the data order (as ``model.fit(shuffle=False)``);
     ``order`` overrides it with an explicit permutation per epoch (tests).
+    ``program``: a key under which this process keeps the compiled step for the next
+    trainer of the same shape (see :func:`deepfit.train.step.shared_steps`).
     """
 
     def __init__(
@@ -46,6 +48,7 @@ class Trainer:
         steps_per_chunk: int | None = None,
         eval_batch_size: int = 1000,
         shuffle: bool = True,
+        program: Any = None,
     ):
         if keras.backend.backend() != "jax":
             raise RuntimeError(
@@ -63,8 +66,11 @@ class Trainer:
             optimizer.build(model.trainable_variables)
         # A callback that must see inside the step (layer_stats) supplies its own compiled
         # variant through make_steps; without one the default step stays exactly as it is.
-        make_steps = next((c.make_steps for c in self.callbacks if hasattr(c, "make_steps")), Steps)
-        self.steps = make_steps(model, optimizer, loss, schedule)
+        make_steps = next((c.make_steps for c in self.callbacks if hasattr(c, "make_steps")), None)
+        if make_steps is not None:
+            self.steps = make_steps(model, optimizer, loss, schedule)
+        else:
+            self.steps = shared_steps(program, lambda: Steps(model, optimizer, loss, schedule))
         self.state = TrainState.from_model(model, optimizer)
         self.history: list[dict[str, Any]] = []
         self.stop_training = False
@@ -89,8 +95,21 @@ class Trainer:
     # -- the loop -----------------------------------------------------------
     def fit(self, x, y, validation_data=None) -> list[dict[str, Any]]:
         """Train until ``epochs`` are done or a callback stops; returns the history rows."""
-        x_all, y_all = jnp.asarray(x), jnp.asarray(y)
-        n = len(x_all)
+        loop = self.loop(x, y, validation_data)
+        try:
+            idx, active = next(loop)
+            while True:
+                idx, active = loop.send(self.steps.run_chunk(self.state, self.x_all, self.y_all, idx, active))
+        except StopIteration:
+            pass
+        return self.history
+
+    def loop(self, x, y, validation_data=None) -> Generator[tuple[np.ndarray, np.ndarray], Any, None]:
+        """The loop itself, as a generator: it yields each chunk's batch indices ``(K, batch)`` and active
+        rows, and is sent back ``run_chunk``'s ``(state, losses, rates)``. :meth:`fit` runs the chunks
+        one by one; a :class:`~deepfit.train.group.Group` runs several trainers' chunks in one call."""
+        self.x_all, self.y_all = on_device(x), on_device(y)
+        n = len(self.x_all)
         self._steps_per_epoch = self.steps_per_epoch(n)
         full, rest = divmod(n, self.batch_size)
         k = int(min(self.steps_per_chunk, full)) if full else 0
@@ -112,9 +131,9 @@ class Trainer:
                     idx[: len(take)] = take
                     active = np.arange(start, start + k) < full
                     active &= np.arange(start, start + k) >= position
-                    self._run(epoch, idx, active, x_all, y_all)
+                    yield from self._run(epoch, idx, active)
                 if rest and position <= full:
-                    self._run(epoch, order[None, full * self.batch_size :], np.ones(1, bool), x_all, y_all)
+                    yield from self._run(epoch, order[None, full * self.batch_size :], np.ones(1, bool))
                 logs = self._epoch_logs(epoch, time.perf_counter() - started, validation_data)
                 self.history.append(logs)
                 self.callbacks("on_epoch_end", self, epoch, logs)
@@ -123,11 +142,10 @@ class Trainer:
         finally:
             self.state.to_model(self.model, self.optimizer)
             self.callbacks("on_fit_end", self)
-        return self.history
 
-    def _run(self, epoch: int, idx: np.ndarray, active: np.ndarray, x_all, y_all) -> None:
+    def _run(self, epoch: int, idx: np.ndarray, active: np.ndarray):
         first = int(self.state.step)
-        self.state, losses, rates = self.steps.run_chunk(self.state, x_all, y_all, idx, active)
+        self.state, losses, rates = yield idx, active
         losses, rates = np.asarray(losses)[active], np.asarray(rates)[active]
         self.callbacks("on_chunk_end", self, Chunk(epoch, first, first + int(active.sum()), losses, rates))
 
@@ -156,7 +174,7 @@ class Trainer:
         """Mean loss (regularization included, as Keras reports it) and accuracy, inference mode."""
         state = state or self.state
         sums = np.zeros(3)
-        for xb, yb in batches(np.asarray(x), np.asarray(y), self.eval_batch_size):
+        for xb, yb in batches(on_device(x), on_device(y), self.eval_batch_size):
             sums += np.asarray(self.steps.evaluate_batches(state.trainable, state.non_trainable, xb, yb))
         return float(sums[0] / sums[2]), float(sums[1] / sums[2])
 
@@ -168,7 +186,26 @@ class Trainer:
                                for i in range(0, len(x), size)])
 
 
-def batches(x: np.ndarray, y: np.ndarray, size: int):
+# Device copies of read-only host arrays (the prepared datasets a process keeps), by identity:
+# copying the notebook's 172 MB training set costs 0.3 s, once a process instead of once a run.
+_KEEP_ON_DEVICE = 8
+_ON_DEVICE: dict[int, tuple[np.ndarray, Any]] = {}
+
+
+def on_device(x) -> Any:
+    """``jnp.asarray(x)``, reused for a read-only NumPy array seen before (a writable one may change)."""
+    if not isinstance(x, np.ndarray) or x.flags.writeable:
+        return jnp.asarray(x)
+    hit = _ON_DEVICE.get(id(x))
+    if hit is None or hit[0] is not x:
+        hit = (x, jnp.asarray(x))
+        _ON_DEVICE[id(x)] = hit  # holding x keeps its id from being reused by another array
+        while len(_ON_DEVICE) > _KEEP_ON_DEVICE:
+            _ON_DEVICE.pop(next(iter(_ON_DEVICE)))
+    return hit[1]
+
+
+def batches(x, y, size: int):
     """(K, size, ...) stacks of full batches, then one stack of the remainder."""
     full = len(x) // size * size
     if full:

@@ -11,7 +11,8 @@ resumed mid-epoch.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections import OrderedDict
+from typing import Callable, Hashable
 
 import jax
 import jax.numpy as jnp
@@ -144,3 +145,27 @@ class Steps:
         with mc_dropout_off():  # validation and test metrics of a model with MC dropout layers: one fixed pass
             sums, _ = jax.lax.scan(body, jnp.zeros((3,), jnp.float32), (x_batches, y_batches))
         return sums
+
+
+# Compiled programs kept per process, by a key naming everything they depend on except values
+# that travel in the state (weights, seeds). A second run of the same shape reuses the traced and
+# compiled functions: measured here, that saves 1-1.5 s a run (tracing, lowering and XLA's
+# compilation, which the persistent cache does not skip for these programs).
+_KEEP_PROGRAMS = 8
+_PROGRAMS: "OrderedDict[Hashable, Steps]" = OrderedDict()
+
+
+def shared_steps(key: Hashable | None, build: Callable[[], Steps]) -> Steps:
+    """The :class:`Steps` cached under ``key`` (built now if new); ``key=None`` always builds.
+
+    Safe because a Steps only reads its model and optimizer for their structure and their
+    Python constants (momentum, regularization factors, ...), all of which the key must fix.
+    """
+    if key is None:
+        return build()
+    if key not in _PROGRAMS:
+        _PROGRAMS[key] = build()
+        while len(_PROGRAMS) > _KEEP_PROGRAMS:
+            _PROGRAMS.popitem(last=False)
+    _PROGRAMS.move_to_end(key)
+    return _PROGRAMS[key]
