@@ -178,7 +178,7 @@ def test_power_and_seeds_needed_match_the_noncentral_t():
     n = seeds_needed(0.3)
     assert paired_t_power(int(n), 0.3) >= 0.8 > paired_t_power(int(n) - 1, 0.3)
     assert seeds_needed(0.0) == math.inf and seeds_needed_text(math.inf).startswith("> 100")
-    assert seeds_needed_text(34.0) == "34"
+    assert seeds_needed_text(34.0) == "34" and seeds_needed_text(8.0, crossed=True) == "8 plain seeds"
 
 
 def test_seeds_needed_matches_statsmodels_and_uses_alpha_over_m_in_a_family():

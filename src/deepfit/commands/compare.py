@@ -43,10 +43,10 @@ def run(args) -> int:
             print(f"  {r.variant:20s} {fmt(r.mean)}  {interval_text(r.ci_low, r.ci_high, r.clipped, r.note)}  n={r.n}")
         comparisons = result.comparisons()
         if len(comparisons):
-            print(f"against {result.experiment.reference} (p Holm-adjusted over the {len(comparisons)} comparisons; "
-                  f"verdicts use it)")
+            print(f"against {result.experiment.reference} (p_holm: Holm-adjusted over {len(comparisons)} "
+                  f"comparison(s); verdicts use it)")
         for r in comparisons.itertuples():
-            needed = needed_text(r.verdict, r.seeds_needed)
+            needed = needed_text(r.verdict, r.seeds_needed, r.test)
             print(f"  {r.variant} vs {r.reference}: {fmt(r.mean_diff)} [{fmt(r.ci_low)}, {fmt(r.ci_high)}] "
                   f"p={fmt_p(r.p_value)} p_holm={fmt_p(r.p_holm)} ({r.test}): {r.verdict}"
                   + (f"; seeds needed for 80% power: {needed}" if needed != "—" else ""))

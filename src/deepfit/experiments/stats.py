@@ -207,13 +207,13 @@ def seeds_needed(effect_size: float, power: float = POWER, alpha: float = 0.05, 
     return float(lo)
 
 
-def seeds_needed_text(n: float) -> str:
-    """How the report words :func:`seeds_needed`."""
+def seeds_needed_text(n: float, crossed: bool = False) -> str:
+    """How the report words :func:`seeds_needed` (in a crossed comparison it counts plain seeds)."""
     if math.isnan(n):
         return "n/a"
     if n > USEFUL_SEEDS:
         return f"> {USEFUL_SEEDS}: effect too small to settle with more seeds"
-    return f"{int(n)}"
+    return f"{int(n)} plain seeds" if crossed else f"{int(n)}"
 
 
 # -- paired comparisons --------------------------------------------------------------------------------------------

@@ -26,7 +26,10 @@ TEST_NOTE = (
     "Effect size d_z = mean difference / its standard deviation. Seeds needed: the seeds a paired t-test would "
     "need for 80% power at α = 0.05/m (two-sided; m comparisons in the table, the strictest level Holm may "
     "apply) if the true d_z were the observed one: "
-    "a rough guide (the observed effect is noisy); above 100 the effect is too small for more seeds to settle it."
+    "a rough guide (the observed effect is noisy); above 100 the effect is too small for more seeds to settle it. "
+    "In a crossed comparison d_z uses the sd of one cell's difference and seeds needed counts plain seeds (a "
+    "fresh init and order each): a grid's mean averages over only I init and J order seeds, so it needs about "
+    "that many of each when the init or order variance dominates."
 )
 INTERVAL_NOTE = (
     "95% CI: Student-t interval of the mean; an interval that crossed the metric's range (accuracy in [0, 1], "
@@ -37,7 +40,8 @@ INTERVAL_NOTE = (
 CROSSED_INTERVAL_NOTE = (
     " Crossed cells share init and order seeds, so they are not independent draws: the interval of a variant's "
     "mean comes from the crossed model (variance (MS_init + MS_order − MS_resid)/(IJ), Satterthwaite degrees of "
-    "freedom), wider than treating the cells as independent seeds would give."
+    "freedom), wider than treating the cells as independent seeds would give. With only 2 init (or order) seeds "
+    "that variance has 1 degree of freedom and the interval is very wide: use at least 3 of each (5 × 5 is better)."
 )
 VARIANCE_NOTE = (
     "Each variant's final metric over the init × order grid, split as y_ij = μ + a_i (init) + b_j (order) + e_ij "
@@ -108,8 +112,8 @@ def seeds_text(exp) -> str:
     return ", ".join(map(str, exp.seeds))
 
 
-def needed_text(verdict: str, needed: float) -> str:
-    return seeds_needed_text(needed) if verdict.startswith("not distinguishable") else "—"
+def needed_text(verdict: str, needed: float, test: str = "") -> str:
+    return seeds_needed_text(needed, test == "crossed t") if verdict.startswith("not distinguishable") else "—"
 
 
 def variance_section(finals, metric: str, order: list[str]) -> ReportContent | None:
@@ -176,7 +180,8 @@ def build(exp_dir: str | Path) -> ReportContent:
         ["variant", "seeds", "mean difference", "95% CI", "test", "p", "p (Holm)", "d_z", "seeds needed (80% power)",
          "verdict"],
         [[r.variant, str(r.n), fmt(r.mean_diff), f"[{fmt(r.ci_low)}, {fmt(r.ci_high)}]", r.test,
-          fmt_p(r.p_value), fmt_p(r.p_holm), fmt(r.effect_size, 2), needed_text(r.verdict, r.seeds_needed), r.verdict]
+          fmt_p(r.p_value), fmt_p(r.p_holm), fmt(r.effect_size, 2), needed_text(r.verdict, r.seeds_needed, r.test),
+          r.verdict]
          for r in comp.itertuples()],
         TEST_NOTE))
     section = variance_section(finals, metric, order)
