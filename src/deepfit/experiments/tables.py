@@ -60,10 +60,9 @@ def collect(exp_dir: Path, exp: Experiment) -> ExperimentResult:
         label = str(s) if isinstance(s, Cell) else s
         init, order = init_order(s)
         metrics = pd.read_csv(d / "metrics.csv")
-        metrics.insert(0, "order_seed", order)
-        metrics.insert(0, "init_seed", init)
         metrics.insert(0, "seed", label)
         metrics.insert(0, "variant", v.name)
+        metrics["init_seed"], metrics["order_seed"] = init, order  # last: (variant, seed, epoch) lead the table
         rows.append(metrics)
         final = read_json(d / "final.json", "final record")
         worker = read_json(d / "worker.json", "worker record") if (d / "worker.json").is_file() else {}
