@@ -49,31 +49,37 @@ def write_experiment(directory: Path, experiment: str = EXPERIMENT, base: str = 
 
 
 def fake_experiment_dir(directory: Path, finals: dict[str, list[float]], curves: dict[str, list[list[float]]],
-                        reference: str) -> Path:
+                        reference: str, seeds_spec=None) -> Path:
     """An experiment directory written by hand (no training): hand-made numbers for report tests.
 
-    ``finals[variant][seed]`` is the last val_accuracy; ``curves[variant][seed]`` its per-epoch values.
+    ``finals[variant][k]`` is the last val_accuracy of the k-th seed (or crossed cell, init-major, when
+    ``seeds_spec`` is ``{"init": [...], "order": [...]}``); ``curves[variant][k]`` its per-epoch values.
+    A final of NaN writes a diverged run.
     """
+    from deepfit.experiments.spec import parse_seeds
+
     variants = list(finals)
-    seeds = list(range(len(finals[variants[0]])))
+    seeds = parse_seeds(seeds_spec) if seeds_spec is not None else list(range(len(finals[variants[0]])))
     base = {"model": {"layers": [{"type": "flatten"}, {"type": "dense", "units": 10, "activation": "softmax"}]}}
-    spec = {"name": "handmade", "base": base, "seeds": seeds, "reference": reference, "metric": "val_accuracy",
+    spec = {"name": "handmade", "base": base, "seeds": seeds_spec if seeds_spec is not None else seeds,
+            "reference": reference, "metric": "val_accuracy",
             "overrides": {}, "variants": [{"name": v, "overrides": {}} for v in variants]}
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "experiment.json").write_text(json.dumps(spec))
     for v in variants:
-        for s in seeds:
+        for k, s in enumerate(seeds):
             d = directory / "runs" / v / f"seed-{s}"
             d.mkdir(parents=True)
             rows = ["epoch,loss,accuracy,val_loss,val_accuracy,learning_rate,seconds"]
-            for e, acc in enumerate(curves[v][s]):
+            for e, acc in enumerate(curves[v][k]):
                 rows.append(f"{e + 1},{1 - acc:.6f},{acc:.6f},{1.1 - acc:.6f},{acc!r},0.01,1.0")
             (d / "metrics.csv").write_text("\n".join(rows) + "\n")
-            acc = finals[v][s]
-            last = {"epoch": len(curves[v][s]), "loss": 1 - acc, "accuracy": acc, "val_loss": 1.1 - acc,
+            acc = finals[v][k]
+            last = {"epoch": len(curves[v][k]), "loss": 1 - acc, "accuracy": acc, "val_loss": 1.1 - acc,
                     "val_accuracy": acc, "learning_rate": 0.01, "seconds": 1.0}
-            (d / "final.json").write_text(json.dumps({"status": "completed", "stop_reason": None,
-                                                      "epochs_run": len(curves[v][s]), "seconds": 1.0,
-                                                      "last": last}))
+            status = "diverged" if acc != acc else "completed"
+            (d / "final.json").write_text(json.dumps({"status": status, "stop_reason": None,
+                                                      "epochs_run": len(curves[v][k]), "seconds": 1.0,
+                                                      "last": {} if status == "diverged" else last}))
             (d / "manifest.json").write_text("{}")
     return directory

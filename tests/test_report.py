@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from deepfit.experiments.stats import seeds_needed, seeds_needed_text
 from deepfit.report import write_report
 from experiment_fixtures import fake_experiment_dir
 
@@ -30,13 +31,19 @@ def test_markdown_tables_hold_the_scipy_numbers_and_verdicts(exp_dir):
     paths = write_report(exp_dir)
     md = paths["markdown"].read_text()
     lo, hi = stats.t.interval(0.95, 4, np.mean(FINALS["wide"]), stats.sem(FINALS["wide"]))
-    assert f"| wide | 5 | {np.mean(FINALS['wide']):.4f} |" in md
+    assert f"| wide | 5 | 0 | {np.mean(FINALS['wide']):.4f} |" in md
     assert f"[{lo:.4f}, {hi:.4f}]" in md
     p = stats.ttest_rel(FINALS["wide"], FINALS["base"]).pvalue
+    p_same = stats.ttest_rel(FINALS["same"], FINALS["base"]).pvalue
+    assert p < p_same
+    # Holm over the two comparisons, by hand: the smaller p times 2, the larger times 1 (kept monotone).
+    holm_wide, holm_same = min(1, 2 * p), max(min(1, 2 * p), p_same)
     row = next(line for line in md.splitlines() if line.startswith("| wide | 5 | 0.0"))
-    assert f"{p:.4f}" in row and row.endswith("| better |")
+    assert f"| {p:.4f} | {holm_wide:.4f} |" in row and row.endswith("| — | better |")
     same = next(line for line in md.splitlines() if line.startswith("| same | 5 |") and "distinguishable" in line)
-    assert "not distinguishable at 95% with 5 seeds" in same
+    assert f"| {holm_same:.4f} |" in same and "not distinguishable at 95% with 5 seeds" in same
+    d = np.array(FINALS["same"]) - FINALS["base"]
+    assert f"| {seeds_needed_text(seeds_needed(d.mean() / d.std(ddof=1), alpha=0.05 / 2))} |" in same
     for name in re.findall(r"\]\((figures/[^)]+\.png)\)", md):
         assert (exp_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -105,3 +112,37 @@ def test_html_renders_in_headless_chromium(exp_dir, tmp_path):
         assert complete == "true" and w > 200 and h > 100, img  # decoded PNGs, not broken-image icons
     assert int(m.group(2)) >= 3 * 5 and int(m.group(3)) > 50
     assert "not distinguishable at 95% with 5 seeds" in out.stdout
+
+
+def test_crossed_report_shows_the_decomposition_and_the_crossed_comparison(tmp_path):
+    from deepfit.experiments.variance import crossed_mean, decompose
+
+    rng = np.random.default_rng(4)
+    base = 0.6 + rng.normal(0, 0.08, (3, 1)) + rng.normal(0, 0.03, (1, 3)) + rng.normal(0, 0.01, (3, 3))
+    better = base + 0.05 + rng.normal(0, 0.01, (3, 3))
+    finals = {"base": [float(x) for x in base.ravel()], "better": [float(x) for x in better.ravel()]}
+    curves = {v: [[x - 0.1, x] for x in xs] for v, xs in finals.items()}
+    exp = fake_experiment_dir(tmp_path / "x", finals, curves, reference="base",
+                              seeds_spec={"init": [0, 1, 2], "order": [5, 6, 7]})
+    md = write_report(exp)["markdown"].read_text()
+    assert "init seeds 0, 1, 2 × order seeds 5, 6, 7 (9 cells" in md
+    d = decompose(base)
+    row = next(line for line in md.splitlines() if line.startswith("| base | 3 × 3 |"))
+    assert f"| {d.var_init ** 0.5:.4f} | {d.var_order ** 0.5:.4f} | {d.var_resid ** 0.5:.4f} |" in row
+    assert "method of moments" in md and "figures/variance_val_accuracy.png" in md
+    m = crossed_mean(better - base)
+    row = next(line for line in md.splitlines() if line.startswith("| better | 9 |") and "crossed t" in line)
+    p = 2 * stats.t.sf(abs(m.mean / m.se), m.df)
+    assert f"| {m.mean:.4f} |" in row and f"| {p:.4f} |" in row
+    assert (exp / "figures" / "variance_val_accuracy.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_two_seeds_give_no_interval_and_diverged_runs_are_counted(tmp_path):
+    finals = {"base": [0.84, 0.85, float("nan")], "wide": [0.86, 0.87, 0.865]}
+    curves = {v: [[0.8, 0.8 if x != x else x] for x in xs] for v, xs in finals.items()}
+    exp = fake_experiment_dir(tmp_path / "y", finals, curves, reference="base")
+    md = write_report(exp)["markdown"].read_text()
+    assert "| base | 2 | 1 | 0.8450 |" in md  # 2 finite seeds, 1 diverged
+    base_row = next(line for line in md.splitlines() if line.startswith("| base | 2 | 1 |"))
+    assert "none (fewer than 3 seeds: no interval is meaningful)" in base_row
+    assert "1 diverged run(s)" in md and "base seed 2" in md

@@ -7,7 +7,8 @@ from scipy import stats as sps
 
 from deepfit.errors import ConfigError
 from deepfit.experiments import reproduce as rp
-from deepfit.experiments.catalog import CATALOG, CLAIMS, NOTEBOOK_IDS, judge
+from deepfit.experiments.catalog import CATALOG, CLAIMS, NOTEBOOK_IDS, judge, judge_all
+from deepfit.experiments.stats import holm, seeds_needed
 
 
 def test_catalog_covers_every_experiment_of_the_spec_with_its_figure():
@@ -77,3 +78,34 @@ def test_a_tiny_reproduction_runs_end_to_end(tmp_path, monkeypatch):
     assert again.summary.equals(result.summary)  # resumed: nothing retrained, same numbers
     published = rp.publish(again, tmp_path / "docs")
     assert (published / "report.md").is_file() and (published / "tables" / "l2-finals.csv").is_file()
+
+
+def test_claims_are_judged_together_with_holm():
+    # Claim 1 alone is significant (p ≈ 0.04); with 4 claims, Holm multiplies the smallest p by 4.
+    a = {s: v for s, v in enumerate([0.50, 0.52, 0.51, 0.53, 0.50])}
+    b = {s: v for s, v in enumerate([0.49, 0.51, 0.50, 0.50, 0.495])}
+    noise = {s: 0.5 + 0.01 * (-1) ** s for s in range(5)}
+    flat = {s: 0.5 for s in range(5)}
+    claims = CLAIMS[:4]
+    alone = judge(claims[0], a, b)
+    assert alone.verdict == "confirmed" and 0.025 < alone.paired.p_value < 0.05
+    together = judge_all([(claims[0], a, b)] + [(c, noise, flat) for c in claims[1:]])
+    raw = [v.paired.p_value for v in together]
+    assert raw[0] == pytest.approx(alone.paired.p_value)
+    assert [v.paired.p_holm for v in together] == pytest.approx(list(holm(raw)))
+    assert together[0].paired.family == 4 and together[0].verdict == "not distinguishable at 95% with 5 seeds"
+    table = rp.claims_table(together)
+    assert list(table["p_holm"]) == pytest.approx(list(holm(raw)))
+    assert table.loc[0, "seeds_needed"] == seeds_needed(together[0].paired.effect_size, alpha=0.05 / 4)
+
+
+def test_summary_gives_no_interval_below_three_seeds_and_clips_accuracy():
+    entries = [e for e in CATALOG if e.id in ("leaky_relu", "l2")]
+    values = {"leaky_relu@val_accuracy": {0: 0.83, 1: 0.84}, "l2@val_accuracy": {0: 0.99, 1: 0.999, 2: 0.9}}
+    table = rp.summarize(values, entries).set_index("id")
+    assert np.isnan(table.loc["leaky_relu", "ci_low"]) and "no interval" in table.loc["leaky_relu", "ci_note"]
+    assert table.loc["leaky_relu", "notebook_inside_ci"] is None
+    assert table.loc["l2", "ci_high"] == 1.0 and table.loc["l2", "ci_clipped"]
+    values["l2@val_accuracy"][3] = float("nan")  # a diverged seed: excluded, and counted
+    table = rp.summarize(values, entries).set_index("id")
+    assert table.loc["l2", "n"] == 3 and table.loc["l2", "diverged"] == 1

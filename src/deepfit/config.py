@@ -235,10 +235,24 @@ class Config(Strict):
         return tree
 
     name: str | None = None
+    # ``seed`` alone derives every stream (init, data order, dropout). ``order_seed`` sets the data
+    # order apart from the initial weights (a crossed init x order experiment); dropout's masks then
+    # follow the order seed unless ``dropout_seed`` names another.
     seed: int = Field(42, ge=0, lt=2**32)
+    order_seed: int | None = Field(None, ge=0, lt=2**32)
+    dropout_seed: int | None = Field(None, ge=0, lt=2**32)
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig
     training: TrainingConfig = Field(default_factory=TrainingConfig)
+
+    @property
+    def data_order_seed(self) -> int:
+        return self.seed if self.order_seed is None else self.order_seed
+
+    @property
+    def noise_seed(self) -> int | None:
+        """The seed of dropout's (and any training noise's) stream when set apart; None: the init seed's, as built."""
+        return self.dropout_seed if self.dropout_seed is not None else self.order_seed
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True)

@@ -7,7 +7,8 @@ The run directory is the unit of record::
     metrics.csv          one row an epoch, rewritten atomically after each (deterministic:
                          a resumed run's is byte-identical to an uninterrupted one's)
     timings.csv          seconds each epoch took (kept apart: they differ run to run)
-    final.json           last metrics, test metrics, why training ended
+    final.json           metrics of the kept weights ("last"; the restored epoch's with restore_best_weights,
+                         none when diverged), test metrics, why training ended
     model.json           Keras architecture (rebuilt with safe_mode=True)
     weights.safetensors  every model variable, BatchNorm statistics included
     manifest.json        sha256 of each file above, written last, checked on load
@@ -40,12 +41,14 @@ from deepfit.config import Config, dump_toml, load_config
 from deepfit.data.prepare import Dataset, load_data
 from deepfit.errors import CheckpointError, ConfigError
 from deepfit.io import MANIFEST, read_json, verify_manifest, write_atomic, write_json, write_manifest
+from deepfit.nn.build import reseed_noise
 from deepfit.optim.plan import make_optimizer_and_schedule
 from deepfit.serialize import load_model, save_model
 from deepfit.preflight import build_checked, check_resources
 from deepfit.resume import attach_backup, resume_status, resumed  # also registers backup_and_restore
 from deepfit.train import compile_cache
 from deepfit.train.callbacks import make_callback
+from deepfit.train.callbacks.early_stopping import EarlyStopping
 from deepfit.train.callbacks.progress import Progress
 from deepfit.train.callbacks.tensorboard import TensorBoard
 from deepfit.train.callbacks.terminate_on_nan import TerminateOnNaN
@@ -162,10 +165,10 @@ def prepare_out_dir(out: str | Path | None, cfg: Config, overwrite: bool) -> Pat
 
 
 def program_key(cfg: Config, steps_per_epoch: int) -> str:
-    """What the compiled step of a config's model depends on: everything but the seed (and the name
+    """What the compiled step of a config's model depends on: everything but the seeds (and the name
     and progress bar). Seeds of one variant share it, so a process compiles their step once."""
     tree = cfg.to_dict()
-    for key in ("seed", "name"):
+    for key in ("seed", "order_seed", "dropout_seed", "name"):
         tree.pop(key, None)
     tree.get("training", {}).pop("progress", None)
     return json.dumps([tree, steps_per_epoch], sort_keys=True, default=repr)
@@ -178,7 +181,7 @@ def make_trainer(cfg: Config, model: keras.Model, steps_per_epoch: int,
     t = cfg.training
     optimizer, schedule = make_optimizer_and_schedule(t, steps_per_epoch)
     return Trainer(
-        model, optimizer, loss=t.loss, batch_size=t.batch_size, epochs=t.epochs, seed=cfg.seed,
+        model, optimizer, loss=t.loss, batch_size=t.batch_size, epochs=t.epochs, seed=cfg.data_order_seed,
         schedule=schedule, callbacks=callbacks, steps_per_chunk=t.steps_per_chunk,
         eval_batch_size=t.eval_batch_size, program=program_key(cfg, steps_per_epoch) if shared else None,
     )
@@ -283,6 +286,8 @@ def _begin(config, out, *, overrides=(), model=None, data=None, callbacks=(), sa
         model = build_checked(cfg)
     elif not model.built:
         model.build((None, *cfg.model.input_shape))
+    if cfg.noise_seed is not None:
+        reseed_noise(model, cfg.noise_seed)
     t = cfg.training
     extra: list[Callback] = [TerminateOnNaN(), *map(make_callback, t.callbacks), *callbacks]
     if t.freeze:
@@ -337,17 +342,32 @@ def _end(b: _Begun, seconds: float) -> Run:
 def final_record(trainer: Trainer, dataset: Dataset, seconds: float) -> dict[str, Any]:
     nan = next((c for c in trainer.callbacks if isinstance(c, TerminateOnNaN)), None)
     status = "diverged" if nan is not None and nan.report else ("stopped" if trainer.stop_reason else "completed")
+    history = trainer.history
+    restored = next((c.restored_epoch for c in trainer.callbacks
+                     if isinstance(c, EarlyStopping) and c.restored_epoch is not None), None)
+    # "last" holds the metrics of the weights the run keeps (what tables and reports call final):
+    # none for a diverged run (its weights are NaN; the epoch before is not what it ended with),
+    # the best epoch's when early stopping restored it (test metrics and the saved model come from it).
+    if status == "diverged":
+        last: dict[str, Any] = {}
+    elif restored is not None:
+        last = dict(history[restored - 1])
+    else:
+        last = history[-1] if history else {}
     final: dict[str, Any] = {
         "status": status,
         "stop_reason": trainer.stop_reason,
-        "epochs_run": len(trainer.history),
+        "epochs_run": len(history),
         "steps": int(trainer.state.step),
         "seconds": seconds,
-        "last": trainer.history[-1] if trainer.history else {},
+        "last": last,
     }
+    if restored is not None and status != "diverged":
+        final["restored_epoch"], final["last_epoch"] = restored, history[-1]
     if nan is not None and nan.report:
         final["divergence"] = {**nan.report, "hint": "the learning rate is probably too high: "
-                               "run `deepfit find-lr CONFIG` and train again with a lower rate"}
+                               "run `deepfit find-lr CONFIG` and train again with a lower rate",
+                               "last_finite_epoch": history[-1] if history else None}
     if dataset.x_test is not None and status != "diverged":
         final["test_loss"], final["test_accuracy"] = trainer.evaluate(dataset.x_test, dataset.y_test)
     return final

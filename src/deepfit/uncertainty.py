@@ -29,7 +29,7 @@ import keras
 import numpy as np
 
 from deepfit.errors import ConfigError
-from deepfit.nn.layers import MCAlphaDropout, MCDropout
+from deepfit.nn.layers import MCAlphaDropout, MCDropout, mc_dropout_off
 
 
 def class_probabilities(y_pred: np.ndarray) -> np.ndarray:
@@ -111,7 +111,7 @@ def _padded_batches(x: np.ndarray, size: int):
 
 
 def predict_proba(model: keras.Model, x, batch_size: int = 1000) -> np.ndarray:
-    """One deterministic pass in inference mode, as class probabilities ``(n, k)``."""
+    """One deterministic pass in inference mode, as class probabilities ``(n, k)``; MC dropout layers do not sample."""
     x = np.asarray(x, dtype=np.float32)
     size = max(1, min(batch_size, len(x)))
     trainable = [v.value for v in model.trainable_variables]
@@ -119,7 +119,8 @@ def predict_proba(model: keras.Model, x, batch_size: int = 1000) -> np.ndarray:
 
     @jax.jit
     def forward(trainable, non_trainable, xb):
-        return model.stateless_call(trainable, non_trainable, xb, training=False)[0]
+        with mc_dropout_off():  # "deterministic" must hold for MC dropout layers too
+            return model.stateless_call(trainable, non_trainable, xb, training=False)[0]
 
     out = [np.asarray(forward(trainable, non_trainable, xb))[:n] for xb, n in _padded_batches(x, size)]
     return class_probabilities(np.concatenate(out))

@@ -9,6 +9,7 @@ def register(sub) -> None:
         description="Run every (variant, seed) of an experiment file into an experiment directory. Rerunning "
                     "skips finished runs and redoes interrupted ones; two compares on one directory share the work.",
         epilog="examples:\n  deepfit compare configs/sweeps/activations.toml --out experiments/act\n"
+               "  deepfit compare configs/sweeps/deep_100_crossed.toml --seeds 3x3   # init x order cells\n"
                "  deepfit compare configs/sweeps/activations.toml --seeds 3 --backend pool --jobs 2 "
                "training.epochs=2\n  deepfit compare sweep.toml --backend ray --address auto",
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -16,7 +17,8 @@ def register(sub) -> None:
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                    help="override a config value in every variant, e.g. training.epochs=2")
     p.add_argument("--out", help="experiment directory (default: experiments/NAME)")
-    p.add_argument("--seeds", help="a count (5: seeds 0..4) or a list (0,3,7); replaces the file's seeds")
+    p.add_argument("--seeds", help="a count (5: seeds 0..4), a list (0,3,7), or init x order counts (5x5: 25 "
+                                   "cells, init and data order apart); replaces the file's seeds")
     p.add_argument("--backend", default="auto", choices=["auto", "local", "group", "pool", "ray"],
                    help="where runs execute. auto (default, printed): on an accelerator 'group' (the seeds of "
                         "a variant in one compiled program), on a multi-core CPU 'pool' (one single-threaded "
@@ -29,7 +31,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from deepfit.experiments.runner import compare
-    from deepfit.report.content import fmt, fmt_p
+    from deepfit.report.content import fmt, fmt_p, interval_text, needed_text
 
     result = compare(args.experiment, out=args.out, seeds=args.seeds, overrides=args.overrides,
                      backend=args.backend, jobs=args.jobs, address=args.address, report=not args.no_report)
@@ -38,10 +40,16 @@ def run(args) -> int:
     if not result.finals.empty:
         print(f"final {metric}: mean [95% CI] over seeds")
         for r in result.summary().itertuples():
-            print(f"  {r.variant:20s} {fmt(r.mean)}  [{fmt(r.ci_low)}, {fmt(r.ci_high)}]  n={r.n}")
-        for r in result.comparisons().itertuples():
+            print(f"  {r.variant:20s} {fmt(r.mean)}  {interval_text(r.ci_low, r.ci_high, r.clipped, r.note)}  n={r.n}")
+        comparisons = result.comparisons()
+        if len(comparisons):
+            print(f"against {result.experiment.reference} (p_holm: Holm-adjusted over {len(comparisons)} "
+                  f"comparison(s); verdicts use it)")
+        for r in comparisons.itertuples():
+            needed = needed_text(r.verdict, r.seeds_needed, r.test)
             print(f"  {r.variant} vs {r.reference}: {fmt(r.mean_diff)} [{fmt(r.ci_low)}, {fmt(r.ci_high)}] "
-                  f"p={fmt_p(r.p_value)} ({r.test}): {r.verdict}")
+                  f"p={fmt_p(r.p_value)} p_holm={fmt_p(r.p_holm)} ({r.test}): {r.verdict}"
+                  + (f"; seeds needed for 80% power: {needed}" if needed != "—" else ""))
     if result.report:
         print(f"report: {result.report['html']}")
     if result.missing:

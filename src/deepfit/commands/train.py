@@ -44,8 +44,9 @@ def run(args) -> int:
     last = final.get("last", {})
     print(f"run: {result.dir}")
     if "val_accuracy" in last:
+        kept = f"; weights of epoch {final['restored_epoch']} restored" if final.get("restored_epoch") else ""
         print(f"val_accuracy {last['val_accuracy']:.4f}  val_loss {last['val_loss']:.4f}  "
-              f"after {final['epochs_run']} epochs ({final['seconds']:.1f}s)")
+              f"after {final['epochs_run']} epochs ({final['seconds']:.1f}s{kept})")
     if "test_accuracy" in final:
         print(f"test_accuracy {final['test_accuracy']:.4f}")
     if final["status"] == "diverged":

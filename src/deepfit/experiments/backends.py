@@ -98,8 +98,8 @@ class LocalBackend(Backend):
 
 
 def group_key(task: Task) -> str:
-    """Runs whose configs differ only in the seed share one compiled program, so they train as a group."""
-    tree = {k: v for k, v in task.config.items() if k not in ("seed", "name")}
+    """Runs whose configs differ only in the seeds share one compiled program, so they train as a group."""
+    tree = {k: v for k, v in task.config.items() if k not in ("seed", "order_seed", "dropout_seed", "name")}
     return json.dumps(tree, sort_keys=True, default=repr)
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from deepfit.experiments.stats import Paired, paired_test
+from deepfit.experiments.stats import Paired, adjust, paired_test
 
 
 @dataclass(frozen=True)
@@ -117,21 +117,36 @@ class Verdict:
     verdict: str
 
 
+def _verdict_text(p: Paired, alpha: float) -> str:
+    decided = p.n >= 2 and p.p_holm < alpha
+    if decided and p.mean_diff > 0:
+        return "confirmed"
+    if decided and p.mean_diff < 0:
+        return "not confirmed: the opposite holds"
+    return f"not distinguishable at {100 * (1 - alpha):.0f}% with {p.n} seed{'s' if p.n != 1 else ''}"
+
+
 def judge(claim: Claim, better: dict[int, float], worse: dict[int, float], alpha: float = 0.05) -> Verdict:
-    """Paired test of ``better - worse`` over the seeds both have.
+    """Paired test of ``better - worse`` over the seeds both have, as a claim judged alone.
 
     "confirmed" when the difference is positive and significant at 1 - alpha,
     "not confirmed: the opposite holds" when negative and significant, else
-    "not distinguishable at 95% with N seeds".
+    "not distinguishable at 95% with N seeds". Judging several claims at once
+    is :func:`judge_all`, which adjusts for their number.
     """
     seeds = sorted(set(better) & set(worse))
     a = np.array([better[s] for s in seeds], np.float64)
     b = np.array([worse[s] for s in seeds], np.float64)
     p = paired_test(a, b, metric=claim.metric, variant=claim.better, reference=claim.worse)
-    if p.n >= 2 and p.p_value < alpha and p.mean_diff > 0:
-        text = "confirmed"
-    elif p.n >= 2 and p.p_value < alpha and p.mean_diff < 0:
-        text = "not confirmed: the opposite holds"
-    else:
-        text = f"not distinguishable at {100 * (1 - alpha):.0f}% with {p.n} seed{'s' if p.n != 1 else ''}"
-    return Verdict(claim, p, text)
+    return Verdict(claim, p, _verdict_text(p, alpha))
+
+
+def judge_all(pairs: list[tuple[Claim, dict[int, float], dict[int, float]]], alpha: float = 0.05) -> list[Verdict]:
+    """Every claim's paired test, then Holm over all of them: verdicts rest on the adjusted p-values.
+
+    Ten claims tested at 5% each would wrongly "confirm" at least one with
+    probability up to 40% if none held; Holm keeps that family-wise rate at 5%.
+    """
+    alone = [judge(c, better, worse, alpha) for c, better, worse in pairs]
+    adjusted = adjust([v.paired for v in alone], 1 - alpha)
+    return [Verdict(v.claim, p, _verdict_text(p, alpha)) for v, p in zip(alone, adjusted)]

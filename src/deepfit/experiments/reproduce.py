@@ -3,8 +3,8 @@
 Each catalog entry runs as an experiment of one variant (``deepfit compare``'s
 runner: resumable, any backend) in ``OUT/<id>/``; MC dropout is computed from
 the dropout runs; then every entry's mean and 95% t interval is set beside the
-notebook's figure and every claim is judged by a paired test
-(``deepfit.experiments.catalog``). The report is ``OUT/report.md`` and
+notebook's figure and the claims are judged together, each by a paired test,
+with Holm's adjustment over all of them (``deepfit.experiments.catalog``). The report is ``OUT/report.md`` and
 ``OUT/report.html``.
 
 ``--quick`` (the README's main job, a few minutes on 2 cores) trains on 2,048
@@ -30,8 +30,8 @@ import numpy as np
 import pandas as pd
 
 from deepfit.errors import ConfigError
-from deepfit.experiments.catalog import CATALOG, CLAIMS, Entry, Verdict, entry, judge
-from deepfit.experiments.stats import t_interval
+from deepfit.experiments.catalog import CATALOG, CLAIMS, Entry, Verdict, entry, judge_all
+from deepfit.experiments.stats import bounds, t_interval
 from deepfit.io import read_json, write_atomic, write_json
 
 
@@ -190,21 +190,25 @@ def summarize(values: dict[str, dict[int, float]], entries: list[Entry]) -> pd.D
     rows = []
     for e in entries:
         seeds = values.get(f"{e.id}@{e.metric}", {})
-        s = t_interval(list(seeds.values()))
+        s = t_interval(list(seeds.values()), limits=bounds(e.metric))
+        diverged = sum(not np.isfinite(v) for v in seeds.values())  # no metrics: excluded, and counted
         inside = (None if e.notebook is None or not np.isfinite(s.ci_low)
                   else bool(s.ci_low <= e.notebook <= s.ci_high))
-        rows.append({"id": e.id, "title": e.title, "metric": e.metric, "n": s.n, "mean": s.mean, "std": s.std,
-                     "ci_low": s.ci_low, "ci_high": s.ci_high, "notebook": e.notebook, "notebook_inside_ci": inside})
+        rows.append({"id": e.id, "title": e.title, "metric": e.metric, "n": s.n, "diverged": diverged,
+                     "mean": s.mean, "std": s.std,
+                     "ci_low": s.ci_low, "ci_high": s.ci_high, "ci_clipped": s.clipped, "ci_note": s.note,
+                     "notebook": e.notebook, "notebook_inside_ci": inside})
     return pd.DataFrame(rows)
 
 
 def judge_claims(values: dict[str, dict[int, float]]) -> list[Verdict]:
-    verdicts = []
+    """Every claim with numbers on both sides, judged together (Holm over them)."""
+    pairs = []
     for c in CLAIMS:
         better, worse = values.get(f"{c.better}@{c.metric}"), values.get(f"{c.worse}@{c.metric}")
         if better and worse:
-            verdicts.append(judge(c, better, worse))
-    return verdicts
+            pairs.append((c, better, worse))
+    return judge_all(pairs)
 
 
 def provenance(mode: Mode, argv: Sequence[str] | None) -> dict[str, Any]:
@@ -305,8 +309,9 @@ def claims_table(verdicts: list[Verdict]) -> pd.DataFrame:
     return pd.DataFrame([{
         "claim": v.claim.id, "text": v.claim.text, "better": v.claim.better, "worse": v.claim.worse,
         "metric": v.claim.metric, "n": v.paired.n, "mean_difference": v.paired.mean_diff,
-        "ci_low": v.paired.ci_low, "ci_high": v.paired.ci_high, "p_value": v.paired.p_value,
-        "effect_size": v.paired.effect_size, "verdict": v.verdict} for v in verdicts])
+        "ci_low": v.paired.ci_low, "ci_high": v.paired.ci_high, "test": v.paired.test, "p_value": v.paired.p_value,
+        "p_holm": v.paired.p_holm, "family": v.paired.family, "effect_size": v.paired.effect_size,
+        "seeds_needed": v.paired.seeds_needed, "verdict": v.verdict} for v in verdicts])
 
 
 def publish(result: Reproduction, target: str | Path) -> Path:

@@ -7,13 +7,26 @@ An experiment file is TOML::
     seeds = [0, 1, 2, 3, 4]         # or a count: seeds = 5 means 0..4
     reference = "relu"              # the variant others are compared with (default: the first)
     metric = "val_accuracy"         # the headline metric of the report (default)
+    test = "t"                      # the paired test, chosen here before any data: "t" (default) or "wilcoxon"
     overrides = { "training.epochs" = 5 }   # applied to every variant, before its own
 
     [[variants]]
     name = "relu"
     overrides = { "model.layers.1.activation" = "relu" }
 
-A string override may hold ``{seed}``, replaced by each run's seed (e.g. a
+Initialization and data order apart: instead of ``seeds``, a table ::
+
+    [seeds]
+    init = [0, 1, 2, 3, 4]          # or a count
+    order = [0, 1, 2, 3, 4]
+
+crosses them: every (init, order) cell is one run (25 here), whose config has
+``seed = init`` and ``order_seed = order`` (dropout's masks follow the order
+seed). A plain ``seeds = [...]`` keeps its meaning: one seed drives all three.
+The report then splits each variant's spread into init, order and residual
+variance and compares variants on shared cells (:mod:`deepfit.experiments.variance`).
+
+A string override may hold ``{seed}``, replaced by each run's seed label (e.g. a
 ``model.from_run`` that points at the same seed's run of another experiment).
 Every (variant, seed) config is validated before anything runs: an invalid
 override fails at once, naming the variant and the dotted path.
@@ -30,10 +43,28 @@ from typing import Any, Mapping, Sequence
 from deepfit.config import Config, load_config, parse_override, read_toml
 from deepfit.errors import ConfigError
 
-EXPERIMENT_KEYS = {"name", "base", "seeds", "reference", "metric", "overrides", "variants"}
+EXPERIMENT_KEYS = {"name", "base", "seeds", "reference", "metric", "test", "overrides", "variants"}
+SEED_KEYS = {"init", "order"}
+TESTS = ("t", "wilcoxon")  # as deepfit.experiments.stats.TESTS (spec sits below stats: it does not import it)
 VARIANT_KEYS = {"name", "overrides"}
 # A variant name becomes a directory name: keep it portable and unambiguous.
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
+
+
+@dataclass(frozen=True, order=True)
+class Cell:
+    """One (init seed, order seed) cell of a crossed experiment; its label names its run directory."""
+
+    init: int
+    order: int
+
+    def __str__(self) -> str:
+        return f"i{self.init}-o{self.order}"
+
+
+def init_order(seed: int | Cell) -> tuple[int, int]:
+    """(init seed, order seed) of a run: a plain seed is both."""
+    return (seed.init, seed.order) if isinstance(seed, Cell) else (seed, seed)
 
 
 @dataclass(frozen=True)
@@ -49,19 +80,25 @@ class Experiment:
     name: str
     base: dict[str, Any]
     variants: list[Variant]
-    seeds: list[int]
+    seeds: list[int | Cell]  # plain seeds, or the cells of init x order
     reference: str
     metric: str = "val_accuracy"
     overrides: dict[str, Any] = field(default_factory=dict)
+    test: str = "t"
 
-    def config(self, variant: str | Variant, seed: int) -> Config:
-        """The validated config of one run: base, shared overrides, the variant's, then the seed."""
+    @property
+    def is_crossed(self) -> bool:
+        return any(isinstance(s, Cell) for s in self.seeds)
+
+    def config(self, variant: str | Variant, seed: int | Cell) -> Config:
+        """The validated config of one run: base, shared overrides, the variant's, then the seed(s)."""
         v = variant if isinstance(variant, Variant) else self.variant(variant)
         tree = copy.deepcopy(self.base)
         tree.setdefault("name", f"{self.name}-{v.name}")
         overrides = {k: x.replace("{seed}", str(seed)) if isinstance(x, str) else x
                      for k, x in {**self.overrides, **v.overrides}.items()}
-        return load_config(tree, {**overrides, "seed": seed})
+        seeds = {"seed": seed.init, "order_seed": seed.order} if isinstance(seed, Cell) else {"seed": seed}
+        return load_config(tree, {**overrides, **seeds})
 
     def variant(self, name: str) -> Variant:
         for v in self.variants:
@@ -82,9 +119,16 @@ class Experiment:
             except ConfigError as e:
                 raise ConfigError(f"experiment {self.name!r}, variant {v.name!r}{_culprit(self, v)}: {e}") from None
 
+    def seeds_spec(self) -> list[int] | dict[str, list[int]]:
+        """The seeds as an experiment file writes them."""
+        if not self.is_crossed:
+            return list(self.seeds)
+        return {"init": list(dict.fromkeys(c.init for c in self.seeds)),
+                "order": list(dict.fromkeys(c.order for c in self.seeds))}
+
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "base": self.base, "seeds": self.seeds, "reference": self.reference,
-                "metric": self.metric, "overrides": self.overrides,
+        return {"name": self.name, "base": self.base, "seeds": self.seeds_spec(), "reference": self.reference,
+                "metric": self.metric, "test": self.test, "overrides": self.overrides,
                 "variants": [{"name": v.name, "overrides": v.overrides} for v in self.variants]}
 
 
@@ -99,7 +143,21 @@ def _culprit(exp: Experiment, v: Variant) -> str:
     return f" (override {', '.join(repr(b) for b in bad)})" if bad else ""
 
 
-def _seeds(value: Any, origin: str) -> list[int]:
+def _seeds(value: Any, origin: str) -> list[int | Cell]:
+    """Plain seeds (a count or a list), or the cells of an ``{init, order}`` table, init-major."""
+    if isinstance(value, Mapping):
+        bad = sorted(set(value) ^ SEED_KEYS)
+        if bad:
+            raise ConfigError(f"{origin}: [seeds] as a table needs exactly init and order (e.g. init = 5, "
+                              f"order = [0, 1, 2]); {'unknown' if bad[0] not in SEED_KEYS else 'missing'} "
+                              f"key {bad[0]!r}")
+        inits = _plain(value["init"], f"{origin}: seeds.init")
+        orders = _plain(value["order"], f"{origin}: seeds.order")
+        return [Cell(i, o) for i in inits for o in orders]
+    return list(_plain(value, origin))
+
+
+def _plain(value: Any, origin: str) -> list[int]:
     if isinstance(value, bool):
         value = None
     if isinstance(value, int) and value >= 1:
@@ -109,17 +167,23 @@ def _seeds(value: Any, origin: str) -> list[int]:
             and len(set(value)) == len(value)):
         return list(value)
     raise ConfigError(f"{origin}: seeds = {value!r} must be a count (seeds = 5) or a list of distinct "
-                      f"non-negative integers (seeds = [0, 1, 2])")
+                      f"non-negative integers (seeds = [0, 1, 2]), or a table [seeds] init = ..., order = ...")
 
 
-def parse_seeds(text: str | int | Sequence[int]) -> list[int]:
-    """``5`` → [0..4]; ``"0,3,7"`` → [0, 3, 7] (the CLI's ``--seeds``)."""
+def parse_seeds(text: str | int | Sequence[int] | Mapping[str, Any]) -> list[int | Cell]:
+    """``5`` → [0..4]; ``"0,3,7"`` → [0, 3, 7]; ``"5x3"`` → init 0..4 crossed with order 0..2 (the CLI's ``--seeds``)."""
+    if isinstance(text, Mapping):
+        return _seeds(dict(text), "seeds")
+    if isinstance(text, str) and re.fullmatch(r"\s*\d+\s*x\s*\d+\s*", text):
+        i, o = (int(p) for p in text.split("x"))
+        return _seeds({"init": i, "order": o}, f"--seeds {text!r}")
     if isinstance(text, str):
         parts = [p.strip() for p in text.split(",") if p.strip()]
         try:
             nums = [int(p) for p in parts]
         except ValueError:
-            raise ConfigError(f"--seeds {text!r}: give a count (--seeds 5) or a list (--seeds 0,1,2)") from None
+            raise ConfigError(f"--seeds {text!r}: give a count (--seeds 5), a list (--seeds 0,1,2) or init x order "
+                              f"counts (--seeds 5x5)") from None
         return _seeds(nums[0] if len(nums) == 1 and "," not in text else nums, "--seeds")
     return _seeds(list(text) if not isinstance(text, int) else text, "seeds")
 
@@ -172,6 +236,7 @@ def load_experiment(
                          else "experiment")
     if seeds is not None:
         exp.seeds = parse_seeds(seeds)
+        _check_test(exp, "--seeds")
     extra = overrides.items() if isinstance(overrides, Mapping) else map(parse_override, overrides)
     exp.overrides = {**exp.overrides, **dict(extra)}
     exp.validate()
@@ -218,9 +283,22 @@ def _from_tree(tree: dict[str, Any], origin: str, here: Path, default_name: str)
     metric = tree.get("metric", "val_accuracy")
     if not isinstance(metric, str):
         raise ConfigError(f"{origin}: metric must be a metric name such as 'val_accuracy'; got {metric!r}")
-    return Experiment(name=name, base=dict(base), variants=variants,
-                      seeds=_seeds(tree.get("seeds", [0, 1, 2, 3, 4]), origin), reference=reference,
-                      metric=metric, overrides=_overrides(tree.get("overrides"), f"{origin}: overrides"))
+    test = tree.get("test", "t")
+    if test not in TESTS:
+        raise ConfigError(f"{origin}: test = {test!r} is not one of {', '.join(map(repr, TESTS))}; the test is "
+                          f"chosen here, before any data, never from them (no 'auto')")
+    exp = Experiment(name=name, base=dict(base), variants=variants,
+                     seeds=_seeds(tree.get("seeds", [0, 1, 2, 3, 4]), origin), reference=reference,
+                     metric=metric, overrides=_overrides(tree.get("overrides"), f"{origin}: overrides"), test=test)
+    _check_test(exp, origin)
+    return exp
 
 
-__all__ = ["Experiment", "Variant", "load_experiment", "parse_seeds"]
+def _check_test(exp: Experiment, origin: str) -> None:
+    if exp.is_crossed and exp.test != "t":
+        raise ConfigError(f"{origin}: test = {exp.test!r} needs independent pairs, but crossed cells share init "
+                          f"and order seeds; crossed experiments use the crossed t-test: remove test, or use "
+                          f"plain seeds = [...]")
+
+
+__all__ = ["Cell", "Experiment", "Variant", "init_order", "load_experiment", "parse_seeds"]

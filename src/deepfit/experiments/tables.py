@@ -2,8 +2,10 @@
 
 ``results``: one row per (variant, seed, epoch) with every per-epoch metric as a
 column (``metrics.csv`` of each run). ``finals``: one row per (variant, seed)
-with the last epoch's metrics, the test metrics when there are any, the run's
-status and the threads it used. Both are written as CSV and Parquet.
+with its init and order seeds (equal for a plain seed), the metrics of the
+weights the run kept (none for a diverged run: NaN), the test metrics when
+there are any, the run's status and the threads it used. Both are written as
+CSV and Parquet.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from deepfit.experiments.runner import LOCKS, is_finished, run_dir
-from deepfit.experiments.spec import Experiment
+from deepfit.experiments.spec import Cell, Experiment, init_order
 from deepfit.io import read_json, write_atomic
 
 
@@ -43,7 +45,8 @@ class ExperimentResult:
     def comparisons(self, metric: str | None = None):
         from deepfit.experiments.stats import compare_to_reference
 
-        return compare_to_reference(self.finals, metric or self.experiment.metric, self.experiment.reference)
+        return compare_to_reference(self.finals, metric or self.experiment.metric, self.experiment.reference,
+                                    test=self.experiment.test)
 
 
 def collect(exp_dir: Path, exp: Experiment) -> ExperimentResult:
@@ -53,15 +56,20 @@ def collect(exp_dir: Path, exp: Experiment) -> ExperimentResult:
         if not is_finished(d):
             missing.append((v.name, s))
             continue
+        # A crossed cell's label ("i3-o2") is its seed; init_seed and order_seed say what it crossed.
+        label = str(s) if isinstance(s, Cell) else s
+        init, order = init_order(s)
         metrics = pd.read_csv(d / "metrics.csv")
-        metrics.insert(0, "seed", s)
+        metrics.insert(0, "seed", label)
         metrics.insert(0, "variant", v.name)
+        metrics["init_seed"], metrics["order_seed"] = init, order  # last: (variant, seed, epoch) lead the table
         rows.append(metrics)
         final = read_json(d / "final.json", "final record")
         worker = read_json(d / "worker.json", "worker record") if (d / "worker.json").is_file() else {}
-        record: dict[str, Any] = {"variant": v.name, "seed": s, "status": final.get("status"),
-                                  "epochs_run": final.get("epochs_run")}
-        record.update({k: v2 for k, v2 in final.get("last", {}).items() if k != "epoch"})
+        record: dict[str, Any] = {"variant": v.name, "seed": label, "init_seed": init, "order_seed": order,
+                                  "status": final.get("status"), "epochs_run": final.get("epochs_run")}
+        if final.get("status") != "diverged":  # older runs kept the epoch before the NaN here: not a result
+            record.update({k: v2 for k, v2 in final.get("last", {}).items() if k != "epoch"})
         for k in ("test_loss", "test_accuracy"):
             if k in final:
                 record[k] = final[k]

@@ -14,12 +14,15 @@ import inspect
 from typing import Any, Mapping
 
 import keras
+import numpy as np
 
 from deepfit.errors import ConfigError
 from deepfit.nn.layers import MCAlphaDropout, MCDropout, RReLU
 from deepfit.registry import Registry, did_you_mean
 
 # Keras layers that wrap a Python callable or load a saved program: never from a config.
+# Mixed into the noise layers' seeds so they never coincide with another stream derived from the same number.
+NOISE_STREAM = 2
 CODE_LAYERS = frozenset({"Lambda", "TFSMLayer", "TorchModuleWrapper", "JaxLayer", "FlaxLayer"})
 
 LAYERS = Registry("layer type")
@@ -165,6 +168,27 @@ def build_model(model_cfg, seed: int | None = None) -> keras.Sequential:
             layer.name = base if n == 0 else f"{base}_{n}"
         layers.append(layer)
     return keras.Sequential([keras.Input(tuple(cfg.input_shape), name="input_layer"), *layers], name="sequential")
+
+
+def reseed_noise(model: keras.Model, seed: int) -> int:
+    """Give every layer that samples in training (Dropout, AlphaDropout, RReLU, ...) a stream derived from ``seed``.
+
+    Built under ``keras.utils.set_random_seed(init_seed)``, those layers' seed
+    generators draw from the same global stream as the initializers, so the
+    masks would move with the initial weights. Here layer k (in model order)
+    gets the state ``[SeedSequence((seed, k)), 0]`` instead (a Keras
+    SeedGenerator's state is ``[seed, counter]``): the same ``seed`` gives the
+    same masks whatever the initial weights. Returns how many layers were reseeded.
+    """
+    k = 0
+    for layer in model._flatten_layers(include_self=False):
+        generator = getattr(layer, "seed_generator", None)
+        if generator is None:
+            continue
+        value = int(np.random.SeedSequence([seed, NOISE_STREAM, k]).generate_state(1)[0])
+        generator.state.assign(np.array([value, 0], dtype=keras.backend.standardize_dtype(generator.state.dtype)))
+        k += 1
+    return k
 
 
 def summary(model: keras.Model) -> str:

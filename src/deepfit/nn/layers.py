@@ -6,8 +6,28 @@ Registering them under the package ``deepfit`` lets a saved model reload
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+
 import keras
 from keras import ops
+
+# Read while a function is traced, so a compiled inference pass keeps the mode it was traced in.
+_MC_OFF = contextvars.ContextVar("deepfit_mc_dropout_off", default=False)
+
+
+@contextlib.contextmanager
+def mc_dropout_off():
+    """Inside: MC dropout layers act as plain Dropout (identity at inference), for a truly deterministic pass.
+
+    The "deterministic" pass a MC-dropout comparison needs, and the validation
+    and test metrics of a model built with MCDropout layers, must not sample.
+    """
+    token = _MC_OFF.set(True)
+    try:
+        yield
+    finally:
+        _MC_OFF.reset(token)
 
 
 @keras.saving.register_keras_serializable(package="deepfit")
@@ -56,7 +76,7 @@ class MCDropout(keras.layers.Dropout):
     """
 
     def call(self, inputs, training=None):
-        return super().call(inputs, training=True)
+        return super().call(inputs, training=bool(training) if _MC_OFF.get() else True)
 
 
 @keras.saving.register_keras_serializable(package="deepfit")
@@ -64,4 +84,4 @@ class MCAlphaDropout(keras.layers.AlphaDropout):
     """AlphaDropout (Klambauer et al., 2017) that samples at inference too, as :class:`MCDropout`."""
 
     def call(self, inputs, training=None):
-        return super().call(inputs, training=True)
+        return super().call(inputs, training=bool(training) if _MC_OFF.get() else True)

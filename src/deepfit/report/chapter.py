@@ -15,7 +15,8 @@ import pandas as pd
 
 from deepfit.experiments.catalog import entry
 from deepfit.report import figures, html, markdown
-from deepfit.report.content import TEST_NOTE, Figure, ReportContent, Table, fmt, fmt_p
+from deepfit.report.content import (INTERVAL_NOTE, TEST_NOTE, Figure, ReportContent, Table, fmt, fmt_p,
+                                    interval_text, needed_text)
 
 GROUPS = [
     ("Nonsaturating activations and initialization", ["leaky_relu"]),
@@ -42,19 +43,28 @@ def main_tables(result) -> list[Table]:
     for r in result.summary.itertuples():
         inside = "n/a" if pd.isna(r.notebook_inside_ci) else ("yes" if r.notebook_inside_ci else "no")
         notebook = "baseline" if pd.isna(r.notebook) else f"{r.notebook:.4f}"
-        rows.append([r.id, r.metric, str(r.n), f"{fmt(r.mean)} ± {fmt(r.std)}", f"[{fmt(r.ci_low)}, {fmt(r.ci_high)}]",
-                     notebook, inside])
+        ci = interval_text(r.ci_low, r.ci_high, bool(getattr(r, "ci_clipped", False)),
+                           str(getattr(r, "ci_note", "") or ""))
+        rows.append([r.id, r.metric, str(r.n), str(int(getattr(r, "diverged", 0) or 0)), f"{fmt(r.mean)} ± {fmt(r.std)}",
+                     ci, notebook, inside])
     label = " — QUICK SMOKE RUN, not the notebook's protocol" if result.mode.name == "quick" else ""
     summary = Table(f"Each experiment beside the notebook's one-run figure{label}",
-                    ["id", "metric", "seeds", "mean ± std", "95% CI (t)", "notebook", "notebook inside CI"], rows,
-                    "mean ± std over seeds of the final metric; the notebook's figure is one run of one seed.")
+                    ["id", "metric", "seeds", "diverged", "mean ± std", "95% CI (t)", "notebook", "notebook inside CI"],
+                    rows,
+                    "mean ± std over seeds of the final metric; the notebook's figure is one run of one seed. "
+                    + INTERVAL_NOTE)
+    family = len(result.verdicts)
     claims = Table(
         f"The notebook's claims, checked (difference = first − second, paired on seeds){label}",
-        ["claim", "first − second", "seeds", "mean difference", "95% CI", "p", "d_z", "verdict"],
+        ["claim", "first − second", "seeds", "mean difference", "95% CI", "p", "p (Holm)", "d_z",
+         "seeds needed (80% power)", "verdict"],
         [[v.claim.text, f"{v.claim.better} − {v.claim.worse}", str(v.paired.n), fmt(v.paired.mean_diff),
-          f"[{fmt(v.paired.ci_low)}, {fmt(v.paired.ci_high)}]", fmt_p(v.paired.p_value), fmt(v.paired.effect_size, 2),
-          v.verdict] for v in result.verdicts],
-        TEST_NOTE + " A claim is 'confirmed' when the paired t-test finds the claimed direction at 95%.")
+          f"[{fmt(v.paired.ci_low)}, {fmt(v.paired.ci_high)}]", fmt_p(v.paired.p_value), fmt_p(v.paired.p_holm),
+          fmt(v.paired.effect_size, 2), needed_text(v.verdict, v.paired.seeds_needed), v.verdict]
+         for v in result.verdicts],
+        TEST_NOTE + f" The {family} claims are tested at once: a claim is 'confirmed' when its Holm-adjusted p "
+        "(over all of them) finds the claimed direction at 95%, so the chance of confirming any false claim stays "
+        "at 5%.")
     return [summary, claims]
 
 

@@ -56,6 +56,32 @@ def final_metric(finals: pd.DataFrame, metric: str, order: list[str] | None = No
     ax.set_yticks(range(len(names)), names)
     ax.invert_yaxis()
     ax.set_xlabel(f"final {metric}")
-    ax.set_title("mean and 95% t interval; dots are seeds")
+    ax.set_title("mean and 95% interval (none below 3 seeds); dots are seeds")
     ax.grid(axis="x", alpha=0.3)
+    return _png(fig)
+
+
+def variance_components(decompositions: dict) -> bytes:
+    """Per variant, the init, order and residual variance of a final metric as stacked bars (standard deviations).
+
+    Bars are variances (they add up); the label gives the total standard deviation, the metric's own unit.
+    """
+    names = list(decompositions)
+    parts = [("init", "C0"), ("order", "C1"), ("resid", "0.6")]
+    fig, ax = plt.subplots(figsize=(6.4, 1.4 + 0.55 * len(names)))
+    for i, name in enumerate(names):
+        d = decompositions[name]
+        left = 0.0
+        for part, color in parts:
+            v = getattr(d, f"var_{part}")
+            ax.barh(i, v, left=left, color=color, label=(part if part != "resid" else "residual") if i == 0 else None)
+            left += v
+        ax.text(left, i, f"  sd {d.total ** 0.5:.4f}", va="center", fontsize=8)
+    ax.set_yticks(range(len(names)), [f"{n} ({decompositions[n].n_init}×{decompositions[n].n_order})" for n in names])
+    ax.invert_yaxis()
+    ax.set_xlabel("variance of the final metric")
+    ax.set_title("init vs data order vs residual (two-way random-effects ANOVA)")
+    ax.margins(x=0.25)
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=3, frameon=False)
     return _png(fig)

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import keras
 
+from deepfit.nn.layers import mc_dropout_off
 from deepfit.train.state import TrainState
 
 Schedule = Callable[[jax.Array], jax.Array]
@@ -124,7 +125,8 @@ class Steps:
         return state, losses, rates
 
     def _forward(self, trainable, non_trainable, x):
-        y_pred, _ = self.model.stateless_call(trainable, non_trainable, x, training=False)
+        with mc_dropout_off():  # inference means no sampling, MC dropout layers included
+            y_pred, _ = self.model.stateless_call(trainable, non_trainable, x, training=False)
         return y_pred
 
     def _evaluate_batches(self, trainable, non_trainable, x_batches, y_batches):
@@ -140,7 +142,8 @@ class Steps:
             n = jnp.asarray(x.shape[0], jnp.float32)
             return sums + jnp.stack([loss * n, correct.astype(jnp.float32), n]), None
 
-        sums, _ = jax.lax.scan(body, jnp.zeros((3,), jnp.float32), (x_batches, y_batches))
+        with mc_dropout_off():  # validation and test metrics of a model with MC dropout layers: one fixed pass
+            sums, _ = jax.lax.scan(body, jnp.zeros((3,), jnp.float32), (x_batches, y_batches))
         return sums
 
 

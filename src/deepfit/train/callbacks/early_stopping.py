@@ -35,6 +35,7 @@ class EarlyStopping(Callback):
         self.best_epoch = -1
         self.wait = 0
         self._best_state = None
+        self.restored_epoch: int | None = None  # 1-based epoch whose weights the model holds, once restored
 
     def on_epoch_end(self, trainer, epoch: int, logs: dict[str, Any]) -> None:
         value = self.watch.value(logs)
@@ -58,6 +59,7 @@ class EarlyStopping(Callback):
             trainable, non_trainable = self._best_state
             trainer.state = trainer.state.replace(trainable=trainable, non_trainable=non_trainable)
             trainer.state.to_model(trainer.model)
+            self.restored_epoch = self.best_epoch + 1
 
     def state_dict(self) -> dict[str, Any]:
         # The best epoch's arrays too: a run resumed after it must still restore them.
