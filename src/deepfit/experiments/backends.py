@@ -337,6 +337,8 @@ def choose_backend(costs: list[float], jobs: int | None = None) -> tuple[str, st
     cores = jobs or default_jobs()
     if platform != "cpu":
         return "group", f"{platform} device: the runs of one shape train together in one program"
+    if not costs:
+        return "local", "nothing left to train"
     if cores < 2:
         return "local", "one core"
     if len(costs) < 2:
