@@ -362,7 +362,7 @@ def make_backend(name: str, jobs: int | None = None, address: str | None = None,
         if log is not None:
             shown = {"pool": f"pool of {jobs or default_jobs()} single-threaded workers",
                      "group": "runs grouped by shape in this process"}.get(name, "this process")
-            log(f"backend auto: {shown} ({why}; --backend local|pool|ray to choose)")
+            log(f"backend auto: {shown} ({why}; --backend local|group|pool|ray to choose)")
     if name == "local":
         return LocalBackend()
     if name == "group":
