@@ -78,7 +78,7 @@ class Run:
         return pd.DataFrame(self.history_rows)
 
 
-def environment(cfg: Config) -> dict[str, Any]:
+def environment(cfg: Config, execution: str | None = None) -> dict[str, Any]:
     import jax
 
     from deepfit import __version__
@@ -95,8 +95,8 @@ def environment(cfg: Config) -> dict[str, Any]:
         "devices": [str(d) for d in jax.devices()],
         "cpu_count": os.cpu_count(),
         "threads": {k: os.environ.get(k) for k in ("XLA_FLAGS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
-        # Set by an experiment backend in its workers; a run trained directly is "local".
-        "execution": os.environ.get("DEEPFIT_EXECUTION", "local: this process"),
+        # How the run was trained: a group says so; a pool worker's environment does; else this process.
+        "execution": execution or os.environ.get("DEEPFIT_EXECUTION", "local: this process"),
         "seed": cfg.seed,
         "argv": sys.argv,
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -238,7 +238,8 @@ def train_group(configs: Sequence[str | Path | Mapping[str, Any] | Config], outs
 
     if len(configs) != len(outs):
         raise ConfigError(f"train_group needs one output per config: {len(configs)} configs, {len(outs)} outputs")
-    begun = [_begin(c, o, **options) for c, o in zip(configs, outs)]
+    execution = f"group: {len(configs)} run(s) in one program"
+    begun = [_begin(c, o, execution=execution, **options) for c, o in zip(configs, outs)]
     training = [b for b in begun if not isinstance(b, Run)]
     started = time.perf_counter()
     with ExitStack() as stack:
@@ -268,7 +269,7 @@ class _Begun:
 
 
 def _begin(config, out, *, overrides=(), model=None, data=None, callbacks=(), save=True, overwrite=False,
-           resume=False, checkpoint=True) -> "_Begun | Run":
+           resume=False, checkpoint=True, execution: str | None = None) -> "_Begun | Run":
     """Everything before the first step (a finished run, on ``resume``, comes back as its Run)."""
     cfg = load_config(config, overrides)
     config_text = dump_toml(cfg)  # fails now, not after the directory exists
@@ -302,7 +303,7 @@ def _begin(config, out, *, overrides=(), model=None, data=None, callbacks=(), sa
         out_dir.mkdir(parents=True, exist_ok=status == "resumable")
         if status == "fresh":
             write_atomic(out_dir / "config.toml", config_text)
-            write_json(out_dir / "environment.json", environment(cfg))
+            write_json(out_dir / "environment.json", environment(cfg, execution))
         extra.append(RunRecorder(out_dir))
         if t.tensorboard:
             extra.append(TensorBoard(str(out_dir / "tensorboard")))

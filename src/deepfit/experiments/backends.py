@@ -119,19 +119,12 @@ class GroupBackend(Backend):
                 groups.setdefault(group_key(task), []).append(task)
             for group in sorted(groups.values(), key=lambda g: -sum(t.cost for t in g)):
                 partials = [runner.partial(t) for t in group]
-                before = os.environ.get("DEEPFIT_EXECUTION")
-                os.environ["DEEPFIT_EXECUTION"] = f"group: {len(group)} run(s) in one program"  # environment.json
                 try:
                     runs = train_group([t.config for t in group], [str(p) for p in partials])
                 except BaseException:
                     for t in group:
                         runner.abandon(t)
                     raise
-                finally:
-                    if before is None:
-                        os.environ.pop("DEEPFIT_EXECUTION", None)
-                    else:
-                        os.environ["DEEPFIT_EXECUTION"] = before
                 info = {**worker_info(), "group": len(group)}
                 for task, partial, run in zip(group, partials, runs):
                     runner.finish(task, partial, Outcome(task, run.final, info))
