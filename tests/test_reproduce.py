@@ -17,7 +17,7 @@ def test_catalog_covers_every_experiment_of_the_spec_with_its_figure():
             "mc_dropout": 0.8844, "max_norm": 0.8662}
     assert sorted(NOTEBOOK_IDS) == sorted(spec)
     for e in CATALOG:
-        if not e.baseline:
+        if not e.baseline and e.table is None:  # the chapter's tables are an extra section, not cells
             assert e.notebook == spec[e.id], e.id
         if e.config:
             assert (rp.configs_dir() / e.config).is_file(), e.config

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from deepfit.experiments.stats import Paired, paired_test
+from deepfit.experiments.stats import Paired, higher_is_better, paired_test
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,10 @@ class Entry:
     quick: dict[str, Any] = field(default_factory=dict)  # extra overrides for --quick
     baseline: bool = False
     transfer: bool = False  # the notebook's transfer study: more seeds in --full (cheap, and the most disputed)
+    table: str | None = None  # one of the chapter's tables (TABLES), not a notebook cell
+    variant: str | None = None  # when ``config`` is an experiment file: the variant this entry runs
+    overrides: dict[str, Any] = field(default_factory=dict)  # applied in every mode
+    lr_rule: bool = False  # the learning rate is chosen first (chapter_tables.choose_rate), not the config's
 
 
 TRANSFER_QUICK = {"training.freeze": [{"epochs": 1, "trainable": "head"}, {"epochs": 1, "trainable": "all"}]}
@@ -69,7 +73,20 @@ CATALOG: list[Entry] = [
           "val_accuracy", None, baseline=True),
 ]
 
-NOTEBOOK_IDS = [e.id for e in CATALOG if not e.baseline]
+# The chapter's tables: its closing advice, which the notebook never runs. Each id is one row.
+TABLES: dict[str, str] = {
+    "table_11_2": "Table 11-2: optimizer comparison (convergence speed and quality)",
+}
+
+CATALOG += [
+    Entry(f"table_11_2_{name}", f"Table 11-2, {label}: the leaky_relu network, 10 epochs, rate by the stated rule",
+          "sweeps/optimizers.toml", "best_val_accuracy", None, table="table_11_2", variant=name, lr_rule=True)
+    for name, label in [("sgd", "SGD"), ("momentum", "SGD momentum 0.9"), ("nesterov", "SGD Nesterov 0.9"),
+                        ("adagrad", "AdaGrad"), ("rmsprop", "RMSprop"), ("adam", "Adam"), ("nadam", "Nadam"),
+                        ("adamax", "AdaMax")]
+]
+
+NOTEBOOK_IDS = [e.id for e in CATALOG if not e.baseline and e.table is None]
 
 
 @dataclass(frozen=True)
@@ -96,6 +113,12 @@ CLAIMS: list[Claim] = [
     Claim("l2_costs", "l2(0.01) costs accuracy after 2 epochs", "l2_free", "l2", "val_accuracy"),
     Claim("max_norm_costs", "max_norm(1.0) costs accuracy after 2 epochs", "max_norm_free", "max_norm",
           "val_accuracy"),
+    # Table 11-2's "AdaGrad: * (stops too early)", tested against RMSprop, the same per-parameter
+    # scaling with a decaying average instead of AdaGrad's ever-growing sum.
+    Claim("adagrad_stops_early", "Table 11-2: AdaGrad stops too early (its training loss ends higher than "
+          "RMSprop's)", "table_11_2_rmsprop", "table_11_2_adagrad", "loss"),
+    Claim("adagrad_quality", "Table 11-2: AdaGrad's best validation accuracy is lower than RMSprop's",
+          "table_11_2_rmsprop", "table_11_2_adagrad", "best_val_accuracy"),
 ]
 
 
@@ -120,17 +143,19 @@ class Verdict:
 def judge(claim: Claim, better: dict[int, float], worse: dict[int, float], alpha: float = 0.05) -> Verdict:
     """Paired test of ``better - worse`` over the seeds both have.
 
-    "confirmed" when the difference is positive and significant at 1 - alpha,
-    "not confirmed: the opposite holds" when negative and significant, else
-    "not distinguishable at 95% with N seeds".
+    "confirmed" when the difference is significant at 1 - alpha in the claimed
+    direction (positive; negative for a loss, where ``better`` has the lower
+    one), "not confirmed: the opposite holds" when significant the other way,
+    else "not distinguishable at 95% with N seeds".
     """
     seeds = sorted(set(better) & set(worse))
     a = np.array([better[s] for s in seeds], np.float64)
     b = np.array([worse[s] for s in seeds], np.float64)
     p = paired_test(a, b, metric=claim.metric, variant=claim.better, reference=claim.worse)
-    if p.n >= 2 and p.p_value < alpha and p.mean_diff > 0:
+    sign = 1 if higher_is_better(claim.metric) else -1
+    if p.n >= 2 and p.p_value < alpha and sign * p.mean_diff > 0:
         text = "confirmed"
-    elif p.n >= 2 and p.p_value < alpha and p.mean_diff < 0:
+    elif p.n >= 2 and p.p_value < alpha and sign * p.mean_diff < 0:
         text = "not confirmed: the opposite holds"
     else:
         text = f"not distinguishable at {100 * (1 - alpha):.0f}% with {p.n} seed{'s' if p.n != 1 else ''}"
