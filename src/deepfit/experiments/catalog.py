@@ -76,7 +76,12 @@ CATALOG: list[Entry] = [
 # The chapter's tables: its closing advice, which the notebook never runs. Each id is one row.
 TABLES: dict[str, str] = {
     "table_11_2": "Table 11-2: optimizer comparison (convergence speed and quality)",
+    "table_11_3_11_4": "Tables 11-3 and 11-4: the default and the self-normalizing configurations",
 }
+
+# The presets train for the notebook baseline's 10 epochs and without early stopping, so that every
+# row is scored the same way (restore_best_weights would report each run's best epoch instead).
+PRESET_RUN = {"training.epochs": 10, "training.callbacks": []}
 
 CATALOG += [
     Entry(f"table_11_2_{name}", f"Table 11-2, {label}: the leaky_relu network, 10 epochs, rate by the stated rule",
@@ -84,6 +89,21 @@ CATALOG += [
     for name, label in [("sgd", "SGD"), ("momentum", "SGD momentum 0.9"), ("nesterov", "SGD Nesterov 0.9"),
                         ("adagrad", "AdaGrad"), ("rmsprop", "RMSprop"), ("adam", "Adam"), ("nadam", "Nadam"),
                         ("adamax", "AdaMax")]
+]
+
+CATALOG += [
+    Entry("table_11_3_shallow", "Table 11-3 preset (deepfit new default): 300-100 ELU + He, SGD momentum + 1cycle",
+          "presets/default.toml", "val_accuracy", None, after="leaky_relu", table="table_11_3_11_4",
+          overrides=PRESET_RUN),
+    Entry("table_11_4_shallow", "Table 11-4 preset (deepfit new self_normalizing): 300-100 SELU + LeCun, 1cycle",
+          "presets/self_normalizing.toml", "val_accuracy", None, after="leaky_relu", table="table_11_3_11_4",
+          overrides=PRESET_RUN),
+    Entry("table_11_3_deep", "Table 11-3 preset, 20 hidden layers: batch norm after each (deep)",
+          "presets/default_20.toml", "val_accuracy", None, table="table_11_3_11_4", overrides=PRESET_RUN),
+    Entry("table_11_3_deep_no_bn", "Baseline: the 20-layer Table 11-3 preset without batch norm",
+          "baselines/default_20_no_bn.toml", "val_accuracy", None, table="table_11_3_11_4", overrides=PRESET_RUN),
+    Entry("table_11_4_deep", "Table 11-4 preset, 20 hidden layers of SELU (no normalization)",
+          "presets/self_normalizing_20.toml", "val_accuracy", None, table="table_11_3_11_4", overrides=PRESET_RUN),
 ]
 
 NOTEBOOK_IDS = [e.id for e in CATALOG if not e.baseline and e.table is None]
@@ -117,6 +137,16 @@ CLAIMS: list[Claim] = [
     # scaling with a decaying average instead of AdaGrad's ever-growing sum.
     Claim("adagrad_stops_early", "Table 11-2: AdaGrad stops too early (its training loss ends higher than "
           "RMSprop's)", "table_11_2_rmsprop", "table_11_2_adagrad", "loss"),
+    Claim("preset_default_vs_notebook", "Table 11-3's default configuration beats the notebook's baseline "
+          "(leaky_relu, SGD 1e-3), 10 epochs", "table_11_3_shallow", "leaky_relu", "val_accuracy"),
+    Claim("preset_selu_vs_notebook", "Table 11-4's self-normalizing configuration beats the notebook's baseline "
+          "(leaky_relu, SGD 1e-3), 10 epochs", "table_11_4_shallow", "leaky_relu", "val_accuracy"),
+    Claim("preset_selu_vs_default_shallow", "Self-normalizing (Table 11-4) beats the default (Table 11-3) at "
+          "2 hidden layers", "table_11_4_shallow", "table_11_3_shallow", "val_accuracy"),
+    Claim("preset_selu_vs_default_deep", "Self-normalizing (Table 11-4) beats the default (Table 11-3) at "
+          "20 hidden layers", "table_11_4_deep", "table_11_3_deep", "val_accuracy"),
+    Claim("preset_batch_norm_if_deep", "Table 11-3's 'batch norm if deep': at 20 hidden layers the default "
+          "is better with batch norm", "table_11_3_deep", "table_11_3_deep_no_bn", "val_accuracy"),
     Claim("adagrad_quality", "Table 11-2: AdaGrad's best validation accuracy is lower than RMSprop's",
           "table_11_2_rmsprop", "table_11_2_adagrad", "best_val_accuracy"),
 ]
