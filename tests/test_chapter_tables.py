@@ -100,3 +100,16 @@ def test_the_tuning_split_never_touches_the_validation_images():
     assert len(t.x_train) == 70 and len(t.x_valid) == 10
     assert t.x_valid[:, 0].tolist() == list(range(90, 100))  # the last 10 training images
     assert not set(t.x_valid[:, 0]) & set(d.x_valid[:, 0]) and not set(t.x_train[:, 0]) & set(t.x_valid[:, 0])
+
+
+def test_the_optimizers_sweep_is_the_books_eight_on_the_notebooks_baseline():
+    from deepfit.experiments.reproduce import configs_dir
+    from deepfit.experiments.spec import load_experiment
+
+    exp = load_experiment(configs_dir() / "sweeps" / "optimizers.toml")
+    assert [v.name for v in exp.variants] == list(ct.BOOK_11_2) and exp.seeds == [0, 1, 2, 3, 4]
+    nesterov = exp.config("nesterov", 0).training
+    assert nesterov.optimizer == {"name": "sgd", "learning_rate": 1e-3, "momentum": 0.9, "nesterov": True}
+    assert nesterov.epochs == 10 and nesterov.batch_size == 32
+    assert {exp.config(v, 0).training.optimizer["name"] for v in exp.variants} == {
+        "sgd", "adagrad", "rmsprop", "adam", "nadam", "adamax"}
