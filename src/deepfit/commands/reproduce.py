@@ -10,7 +10,8 @@ def register(sub) -> None:
                        epilog="examples:\n  deepfit reproduce --quick                 # all ids in a few minutes "
                               "(a smoke run, labelled as such)\n"
                               "  deepfit reproduce --full --results docs/results\n"
-                              "  deepfit reproduce --full --only selu_100,relu_100 --seeds 3",
+                              "  deepfit reproduce --full --only selu_100,relu_100 --seeds 3\n"
+                              "  deepfit reproduce --full --only table_11_2,table_11_3_11_4   # the chapter's tables",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--quick", dest="mode", action="store_const", const="quick",
@@ -18,7 +19,8 @@ def register(sub) -> None:
     mode.add_argument("--full", dest="mode", action="store_const", const="full",
                       help="the notebook's data and epochs, 5 seeds (10 for the transfer study)")
     p.set_defaults(mode="quick")
-    p.add_argument("--only", help="comma-separated experiment ids (see deepfit list experiments)")
+    p.add_argument("--only", help="comma-separated experiment ids (see deepfit list experiments), or a table of the "
+                                  "chapter for all its rows: table_11_2, table_11_3_11_4")
     p.add_argument("--seeds", type=int, help="seeds per experiment (overrides the mode's)")
     p.add_argument("--backend", default="local", choices=["local", "pool", "ray"])
     p.add_argument("--jobs", type=int, help="workers for --backend pool / ray")

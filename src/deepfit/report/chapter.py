@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from deepfit.errors import ConfigError
 from deepfit.experiments.catalog import TABLES, entry
 from deepfit.report import figures, html, markdown
 from deepfit.report.content import TEST_NOTE, Figure, ReportContent, Table, fmt, fmt_p
@@ -41,7 +42,7 @@ def _in_table(id: str) -> bool:
     id = id.split(":")[0]
     try:
         return entry(id).table is not None
-    except Exception:  # an id of a past catalog in an old reproduction directory
+    except ConfigError:  # an id of a past catalog in an old reproduction directory
         return False
 
 
