@@ -18,7 +18,7 @@ def test_catalog_covers_every_experiment_of_the_spec_with_its_figure():
             "mc_dropout": 0.8844, "max_norm": 0.8662}
     assert sorted(NOTEBOOK_IDS) == sorted(spec)
     for e in CATALOG:
-        if not e.baseline:
+        if not e.baseline and e.table is None:  # the chapter's tables are an extra section, not cells
             assert e.notebook == spec[e.id], e.id
         if e.config:
             assert (rp.configs_dir() / e.config).is_file(), e.config
@@ -109,3 +109,51 @@ def test_summary_gives_no_interval_below_three_seeds_and_clips_accuracy():
     values["l2@val_accuracy"][3] = float("nan")  # a diverged seed: excluded, and counted
     table = rp.summarize(values, entries).set_index("id")
     assert table.loc["l2", "n"] == 3 and table.loc["l2", "diverged"] == 1
+
+
+def test_a_tables_name_selects_its_rows_and_what_they_are_compared_with():
+    assert [e.id for e in rp.select(["table_11_2"])] == [f"table_11_2_{o}" for o in (
+        "sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "nadam", "adamax")]
+    presets = [e.id for e in rp.select(["table_11_3_11_4"])]
+    assert presets[0] == "leaky_relu" and "table_11_3_deep_no_bn" in presets  # the claims' other sides
+    assert not set(presets) & set(NOTEBOOK_IDS) - {"leaky_relu"}
+
+
+def test_a_table_row_runs_its_variant_of_the_sweep_at_the_rules_rate(tmp_path):
+    from deepfit.experiments.catalog import entry
+    from deepfit.experiments.spec import load_experiment
+
+    exp = load_experiment(rp.experiment_of(entry("table_11_2_nesterov"), rp.FULL, tmp_path, [0, 1], rate=0.03))
+    cfg = exp.config(exp.variants[0], 1)
+    assert cfg.training.optimizer == {"name": "sgd", "learning_rate": 0.03, "momentum": 0.9, "nesterov": True}
+    assert cfg.training.epochs == 10 and cfg.data.scaling == "divide255"  # the notebook's leaky_relu protocol
+    assert [l.get("type") for l in cfg.model.layers][:3] == ["flatten", "dense", "leaky_relu"]
+    quick = load_experiment(rp.experiment_of(entry("table_11_3_deep"), rp.QUICK, tmp_path, [0]))
+    assert quick.config(quick.variants[0], 0).training.epochs == 2  # the quick mode's budget wins
+    full = load_experiment(rp.experiment_of(entry("table_11_3_deep"), rp.FULL, tmp_path, [0]))
+    cfg = full.config(full.variants[0], 0)
+    assert cfg.training.epochs == 10 and cfg.training.callbacks == []  # the baseline's budget, no early stop
+
+
+def test_a_claim_about_a_loss_is_confirmed_when_the_first_is_lower():
+    claim = next(c for c in CLAIMS if c.id == "adagrad_stops_early")
+    rmsprop = {s: 0.30 + 0.01 * s for s in range(5)}
+    adagrad = {s: v + 0.05 + 0.002 * (-1) ** s for s, v in rmsprop.items()}
+    assert judge(claim, rmsprop, adagrad).verdict == "confirmed"
+    assert judge(claim, adagrad, rmsprop).verdict == "not confirmed: the opposite holds"
+
+
+@pytest.mark.slow
+def test_the_chapter_tables_run_end_to_end(tmp_path, monkeypatch):
+    tiny = dataclasses.replace(rp.QUICK, overrides={"data.train_size": 256, "data.validation_size": 500,
+                                                    "training.epochs": 2}, rate_grid=(1e-3, 1e-2), tuning_epochs=1)
+    monkeypatch.setitem(rp.MODES, "quick", tiny)
+    result = rp.reproduce(tmp_path / "r", only=["table_11_2_adagrad", "table_11_2_rmsprop"], seeds=2,
+                          log=lambda s: None)
+    table = pd.read_csv(tmp_path / "r" / "table_11_2.csv").set_index("optimizer")
+    assert list(table.index) == ["adagrad", "rmsprop"] and (table["seeds"] == 2).all()
+    assert set(table["learning_rate"]) <= {1e-3, 1e-2}
+    rate = pd.read_json(tmp_path / "r" / "table_11_2_adagrad" / "rate.json", typ="series")
+    assert set(rate["scores"]) == {"0.001", "0.01"}
+    assert {v.claim.id for v in result.verdicts} == {"adagrad_stops_early", "adagrad_quality"}
+    assert "Table 11-2 measured" in (tmp_path / "r" / "report.md").read_text()

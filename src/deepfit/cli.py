@@ -13,12 +13,14 @@ from typing import Sequence
 
 from deepfit.errors import DeepfitError
 
-COMMANDS = ("train", "list", "schedule", "find-lr", "compare", "report", "predict", "transfer", "diagnose", "plot", "reproduce")
+COMMANDS = ("train", "list", "schedule", "find-lr", "compare", "report", "predict", "transfer", "diagnose", "plot", "reproduce",
+            "new")
 
 EPILOG = """examples:
   deepfit train configs/leaky_relu.toml
   deepfit train configs/selu_100.toml --seed 1 --epochs 2 training.batch_size=64
   deepfit list initializers
+  deepfit new default --depth 20 --out deep.toml
 """
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from deepfit.experiments.stats import Paired, adjust, paired_test
+from deepfit.experiments.stats import Paired, adjust, higher_is_better, paired_test
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,10 @@ class Entry:
     quick: dict[str, Any] = field(default_factory=dict)  # extra overrides for --quick
     baseline: bool = False
     transfer: bool = False  # the notebook's transfer study: more seeds in --full (cheap, and the most disputed)
+    table: str | None = None  # one of the chapter's tables (TABLES), not a notebook cell
+    variant: str | None = None  # when ``config`` is an experiment file: the variant this entry runs
+    overrides: dict[str, Any] = field(default_factory=dict)  # applied in every mode
+    lr_rule: bool = False  # the learning rate is chosen first (chapter_tables.choose_rate), not the config's
 
 
 TRANSFER_QUICK = {"training.freeze": [{"epochs": 1, "trainable": "head"}, {"epochs": 1, "trainable": "all"}]}
@@ -69,7 +73,40 @@ CATALOG: list[Entry] = [
           "val_accuracy", None, baseline=True),
 ]
 
-NOTEBOOK_IDS = [e.id for e in CATALOG if not e.baseline]
+# The chapter's tables: its closing advice, which the notebook never runs. Each id is one row.
+TABLES: dict[str, str] = {
+    "table_11_2": "Table 11-2: optimizer comparison (convergence speed and quality)",
+    "table_11_3_11_4": "Tables 11-3 and 11-4: the default and the self-normalizing configurations",
+}
+
+# The presets train for the notebook baseline's 10 epochs and without early stopping, so that every
+# row is scored the same way (restore_best_weights would report each run's best epoch instead).
+PRESET_RUN = {"training.epochs": 10, "training.callbacks": []}
+
+CATALOG += [
+    Entry(f"table_11_2_{name}", f"Table 11-2, {label}: the leaky_relu network, 10 epochs, rate by the stated rule",
+          "sweeps/optimizers.toml", "best_val_accuracy", None, table="table_11_2", variant=name, lr_rule=True)
+    for name, label in [("sgd", "SGD"), ("momentum", "SGD momentum 0.9"), ("nesterov", "SGD Nesterov 0.9"),
+                        ("adagrad", "AdaGrad"), ("rmsprop", "RMSprop"), ("adam", "Adam"), ("nadam", "Nadam"),
+                        ("adamax", "AdaMax")]
+]
+
+CATALOG += [
+    Entry("table_11_3_shallow", "Table 11-3 preset (deepfit new default): 300-100 ELU + He, SGD momentum + 1cycle",
+          "presets/default.toml", "val_accuracy", None, after="leaky_relu", table="table_11_3_11_4",
+          overrides=PRESET_RUN),
+    Entry("table_11_4_shallow", "Table 11-4 preset (deepfit new self_normalizing): 300-100 SELU + LeCun, 1cycle",
+          "presets/self_normalizing.toml", "val_accuracy", None, after="leaky_relu", table="table_11_3_11_4",
+          overrides=PRESET_RUN),
+    Entry("table_11_3_deep", "Table 11-3 preset, 20 hidden layers: batch norm after each (deep)",
+          "presets/default_20.toml", "val_accuracy", None, table="table_11_3_11_4", overrides=PRESET_RUN),
+    Entry("table_11_3_deep_no_bn", "Baseline: the 20-layer Table 11-3 preset without batch norm",
+          "baselines/default_20_no_bn.toml", "val_accuracy", None, table="table_11_3_11_4", overrides=PRESET_RUN),
+    Entry("table_11_4_deep", "Table 11-4 preset, 20 hidden layers of SELU (no normalization)",
+          "presets/self_normalizing_20.toml", "val_accuracy", None, table="table_11_3_11_4", overrides=PRESET_RUN),
+]
+
+NOTEBOOK_IDS = [e.id for e in CATALOG if not e.baseline and e.table is None]
 
 
 @dataclass(frozen=True)
@@ -96,6 +133,22 @@ CLAIMS: list[Claim] = [
     Claim("l2_costs", "l2(0.01) costs accuracy after 2 epochs", "l2_free", "l2", "val_accuracy"),
     Claim("max_norm_costs", "max_norm(1.0) costs accuracy after 2 epochs", "max_norm_free", "max_norm",
           "val_accuracy"),
+    # Table 11-2's "AdaGrad: * (stops too early)", tested against RMSprop, the same per-parameter
+    # scaling with a decaying average instead of AdaGrad's ever-growing sum.
+    Claim("adagrad_stops_early", "Table 11-2: AdaGrad stops too early (its training loss ends higher than "
+          "RMSprop's)", "table_11_2_rmsprop", "table_11_2_adagrad", "loss"),
+    Claim("adagrad_quality", "Table 11-2: AdaGrad's best validation accuracy is lower than RMSprop's",
+          "table_11_2_rmsprop", "table_11_2_adagrad", "best_val_accuracy"),
+    Claim("preset_default_vs_notebook", "Table 11-3's default configuration beats the notebook's baseline "
+          "(leaky_relu, SGD 1e-3), 10 epochs", "table_11_3_shallow", "leaky_relu", "val_accuracy"),
+    Claim("preset_selu_vs_notebook", "Table 11-4's self-normalizing configuration beats the notebook's baseline "
+          "(leaky_relu, SGD 1e-3), 10 epochs", "table_11_4_shallow", "leaky_relu", "val_accuracy"),
+    Claim("preset_selu_vs_default_shallow", "Self-normalizing (Table 11-4) beats the default (Table 11-3) at "
+          "2 hidden layers", "table_11_4_shallow", "table_11_3_shallow", "val_accuracy"),
+    Claim("preset_selu_vs_default_deep", "Self-normalizing (Table 11-4) beats the default (Table 11-3) at "
+          "20 hidden layers", "table_11_4_deep", "table_11_3_deep", "val_accuracy"),
+    Claim("preset_batch_norm_if_deep", "Table 11-3's 'batch norm if deep': at 20 hidden layers the default "
+          "is better with batch norm", "table_11_3_deep", "table_11_3_deep_no_bn", "val_accuracy"),
 ]
 
 
@@ -117,11 +170,12 @@ class Verdict:
     verdict: str
 
 
-def _verdict_text(p: Paired, alpha: float) -> str:
+def _verdict_text(claim: "Claim", p: Paired, alpha: float) -> str:
     decided = p.n >= 2 and p.p_holm < alpha
-    if decided and p.mean_diff > 0:
+    sign = 1 if higher_is_better(claim.metric) else -1  # a loss: the claimed "better" has the lower one
+    if decided and sign * p.mean_diff > 0:
         return "confirmed"
-    if decided and p.mean_diff < 0:
+    if decided and sign * p.mean_diff < 0:
         return "not confirmed: the opposite holds"
     return f"not distinguishable at {100 * (1 - alpha):.0f}% with {p.n} seed{'s' if p.n != 1 else ''}"
 
@@ -129,16 +183,17 @@ def _verdict_text(p: Paired, alpha: float) -> str:
 def judge(claim: Claim, better: dict[int, float], worse: dict[int, float], alpha: float = 0.05) -> Verdict:
     """Paired test of ``better - worse`` over the seeds both have, as a claim judged alone.
 
-    "confirmed" when the difference is positive and significant at 1 - alpha,
-    "not confirmed: the opposite holds" when negative and significant, else
-    "not distinguishable at 95% with N seeds". Judging several claims at once
-    is :func:`judge_all`, which adjusts for their number.
+    "confirmed" when the difference is significant at 1 - alpha in the claimed
+    direction (positive; negative for a loss, where ``better`` has the lower
+    one), "not confirmed: the opposite holds" when significant the other way,
+    else "not distinguishable at 95% with N seeds". Judging several claims at
+    once is :func:`judge_all`, which adjusts for their number.
     """
     seeds = sorted(set(better) & set(worse))
     a = np.array([better[s] for s in seeds], np.float64)
     b = np.array([worse[s] for s in seeds], np.float64)
     p = paired_test(a, b, metric=claim.metric, variant=claim.better, reference=claim.worse)
-    return Verdict(claim, p, _verdict_text(p, alpha))
+    return Verdict(claim, p, _verdict_text(claim, p, alpha))
 
 
 def judge_all(pairs: list[tuple[Claim, dict[int, float], dict[int, float]]], alpha: float = 0.05) -> list[Verdict]:
@@ -149,4 +204,4 @@ def judge_all(pairs: list[tuple[Claim, dict[int, float], dict[int, float]]], alp
     """
     alone = [judge(c, better, worse, alpha) for c, better, worse in pairs]
     adjusted = adjust([v.paired for v in alone], 1 - alpha)
-    return [Verdict(v.claim, p, _verdict_text(p, alpha)) for v, p in zip(alone, adjusted)]
+    return [Verdict(v.claim, p, _verdict_text(v.claim, p, alpha)) for v, p in zip(alone, adjusted)]

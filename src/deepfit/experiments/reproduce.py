@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from deepfit.errors import ConfigError
-from deepfit.experiments.catalog import CATALOG, CLAIMS, Entry, Verdict, entry, judge_all
+from deepfit.experiments.catalog import CATALOG, CLAIMS, TABLES, Entry, Verdict, entry, judge_all
 from deepfit.experiments.stats import bounds, t_interval
 from deepfit.io import read_json, write_atomic, write_json
 
@@ -45,12 +45,14 @@ class Mode:
     mc_test_images: int | None
     label: str
     ids: tuple[str, ...] | None = None  # the entries this mode runs when --only is not given (None: all)
+    rate_grid: tuple[float, ...] = ()  # the learning-rate rule's grid (empty: chapter_tables.RATE_GRID)
+    tuning_epochs: int | None = None
 
 
 QUICK = Mode("quick", [0, 1], [0, 1], {"data.train_size": 2048, "training.epochs": 2}, 20, 2000,
              "QUICK SMOKE RUN (2,048 training images, 2 epochs, 2 seeds, MC dropout 20 passes on 2,000 test images): "
              "it checks that every experiment runs; its numbers are NOT the notebook's protocol and say nothing "
-             "about the claims. Run `deepfit reproduce --full` for results.")
+             "about the claims. Run `deepfit reproduce --full` for results.", rate_grid=(1e-3, 1e-2), tuning_epochs=1)
 FULL = Mode("full", [0, 1, 2, 3, 4], list(range(10)), {}, 100, None,
             "Full protocol: the notebook's data (55,000 training images, validation = the first 5,000), "
             "epochs and batch sizes; 5 seeds (10 for the transfer study); MC dropout 100 passes.")
@@ -73,7 +75,8 @@ def select(only: Sequence[str] | None) -> list[Entry]:
     """The entries asked for, plus what they need (task A for B on A, dropout for MC dropout), in catalog order."""
     if not only:
         return list(CATALOG)
-    wanted = {entry(i).id for i in only}
+    # A table's name stands for all its rows.
+    wanted = {e.id for i in only for e in ([x for x in CATALOG if x.table == i] if i in TABLES else [entry(i)])}
     for e in list(map(entry, wanted)):
         if e.after:
             wanted.add(e.after)
@@ -92,9 +95,35 @@ def _overrides(e: Entry, mode: Mode, out: Path) -> dict[str, Any]:
     return over
 
 
-def experiment_of(e: Entry, mode: Mode, out: Path, seeds: list[int]) -> dict[str, Any]:
-    return {"name": e.id, "base": str(configs_dir() / e.config), "seeds": seeds, "metric": e.metric,
-            "variants": [{"name": e.id}], "overrides": _overrides(e, mode, out)}
+def experiment_of(e: Entry, mode: Mode, out: Path, seeds: list[int], rate: float | None = None) -> dict[str, Any]:
+    base: Any = str(configs_dir() / e.config)
+    over = dict(e.overrides)
+    if e.variant is not None:  # one variant of an experiment file: its base, shared and own overrides
+        from deepfit.experiments.spec import load_experiment
+
+        sweep = load_experiment(configs_dir() / e.config)
+        base = sweep.base
+        over = {**sweep.overrides, **sweep.variant(e.variant).overrides, **over}
+    over.update(_overrides(e, mode, out))
+    if rate is not None:
+        over["training.optimizer.learning_rate"] = rate
+    return {"name": e.id, "base": base, "seeds": seeds, "metric": e.metric,
+            "variants": [{"name": e.id}], "overrides": over}
+
+
+def choose_rate_for(e: Entry, mode: Mode, out: Path, log: Callable[[str], None]) -> float:
+    """The entry's learning rate by the chapter tables' rule (resumable: ``OUT/<id>/rate.json``)."""
+    from deepfit.config import load_config
+    from deepfit.experiments.chapter_tables import RATE_GRID, TUNING_EPOCHS, choose_rate
+
+    exp = experiment_of(e, mode, out, [0])
+    base = exp["base"] if isinstance(exp["base"], dict) else str(exp["base"])
+    tree = load_config(base, exp["overrides"]).to_dict()
+    result = choose_rate(tree, out / e.id / "rate.json", grid=mode.rate_grid or RATE_GRID,
+                         epochs=mode.tuning_epochs or TUNING_EPOCHS, log=log)
+    log(f"  learning rate {result['rate']:g} (best tuning accuracy of the grid"
+        f"{'; at the edge of the grid' if result['at_edge'] else ''})")
+    return float(result["rate"])
 
 
 def seeds_for(e: Entry, mode: Mode, seeds: int | None) -> list[int]:
@@ -173,8 +202,14 @@ def collect_values(out: Path, entries: list[Entry]) -> dict[str, dict[int, float
         if not finals.is_file():
             continue
         table = pd.read_csv(finals)
-        for metric in {e.metric, "val_accuracy", "test_accuracy"} & set(table.columns):
+        for metric in {e.metric, "val_accuracy", "test_accuracy", "loss"} & set(table.columns):
             values[f"{e.id}@{metric}"] = dict(zip(table["seed"].astype(int), table[metric].astype(float)))
+        if e.table is not None and (out / e.id / "results.csv").is_file():
+            from deepfit.experiments.chapter_tables import run_measures
+
+            per = run_measures(pd.read_csv(out / e.id / "results.csv"))
+            for metric in ("best_val_accuracy", "epochs_censored", "late_loss_drop"):
+                values[f"{e.id}@{metric}"] = dict(zip(per["seed"].astype(int), per[metric].astype(float)))
     mc = out / "mc_dropout" / "results.csv"
     if mc.is_file() and mc.stat().st_size > 1:
         table = pd.read_csv(mc)
@@ -201,14 +236,32 @@ def summarize(values: dict[str, dict[int, float]], entries: list[Entry]) -> pd.D
     return pd.DataFrame(rows)
 
 
+def table_11_2(out: Path, entries: list[Entry]):
+    """The measured Table 11-2 from the optimizers' runs (None when none of them has run)."""
+    from deepfit.experiments.chapter_tables import optimizer_table
+
+    results, rates = {}, {}
+    for e in entries:
+        path = out / e.id / "results.csv"
+        if e.table != "table_11_2" or not path.is_file() or path.stat().st_size <= 1:
+            continue
+        results[e.variant] = pd.read_csv(path)
+        if (out / e.id / "rate.json").is_file():
+            rates[e.variant] = read_json(out / e.id / "rate.json", "learning-rate choice")["rate"]
+    results = {k: v for k, v in results.items() if len(v)}
+    return optimizer_table(results, rates) if results else None
+
+
 def judge_claims(values: dict[str, dict[int, float]]) -> list[Verdict]:
-    """Every claim with numbers on both sides, judged together (Holm over them)."""
-    pairs = []
+    """Every claim with numbers on both sides; the notebook's claims judged together (Holm over them),
+    the chapter tables' claims together as a family of their own."""
+    tables = {e.id for e in CATALOG if e.table is not None}
+    families: dict[bool, list] = {False: [], True: []}
     for c in CLAIMS:
         better, worse = values.get(f"{c.better}@{c.metric}"), values.get(f"{c.worse}@{c.metric}")
         if better and worse:
-            pairs.append((c, better, worse))
-    return judge_all(pairs)
+            families[c.better in tables or c.worse in tables].append((c, better, worse))
+    return judge_all(families[False]) + judge_all(families[True])
 
 
 def provenance(mode: Mode, argv: Sequence[str] | None) -> dict[str, Any]:
@@ -272,7 +325,8 @@ def reproduce(
     runners: dict[str, Runner] = {}
 
     def runner(e: Entry) -> Runner:
-        exp = load_experiment(experiment_of(e, m, out, seeds_for(e, m, seeds)))
+        rate = choose_rate_for(e, m, out, lambda line: log(f"  {e.id} {line.strip()}")) if e.lr_rule else None
+        exp = load_experiment(experiment_of(e, m, out, seeds_for(e, m, seeds), rate))
         runners[e.id] = Runner(exp, out / e.id, log=lambda line: log(f"  {e.id} {line}"))
         return runners[e.id]
 
@@ -295,6 +349,9 @@ def reproduce(
     verdicts = judge_claims(values)
     write_atomic(out / "summary.csv", summary.to_csv(index=False, float_format="%.6g"))
     write_atomic(out / "claims.csv", claims_table(verdicts).to_csv(index=False, float_format="%.6g"))
+    optimizers = table_11_2(out, entries)
+    if optimizers is not None:
+        write_atomic(out / "table_11_2.csv", optimizers.table.to_csv(index=False, float_format="%.6g"))
     write_json(out / "provenance.json", {**provenance(m, argv), "seconds": time.perf_counter() - started})
     result = Reproduction(out, m, summary, verdicts, values, time.perf_counter() - started)
     if report:
@@ -318,13 +375,13 @@ def publish(result: Reproduction, target: str | Path) -> Path:
     """Copy the report, its figures and the tables (not the runs) into ``target`` (e.g. docs/results)."""
     target = Path(target)
     target.mkdir(parents=True, exist_ok=True)
-    for name in ("report.md", "report.html", "summary.csv", "claims.csv", "provenance.json"):
+    for name in ("report.md", "report.html", "summary.csv", "claims.csv", "provenance.json", "table_11_2.csv"):
         if (result.dir / name).is_file():
             shutil.copy2(result.dir / name, target / name)
     if (result.dir / "figures").is_dir():
         shutil.copytree(result.dir / "figures", target / "figures", dirs_exist_ok=True)
     for e in CATALOG:
-        for table in ("finals.csv", "results.csv"):
+        for table in ("finals.csv", "results.csv", "rate.json"):
             src = result.dir / e.id / table
             if src.is_file():
                 (target / "tables").mkdir(exist_ok=True)

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from deepfit.experiments.catalog import entry
+from deepfit.errors import ConfigError
+from deepfit.experiments.catalog import TABLES, entry
 from deepfit.report import figures, html, markdown
 from deepfit.report.content import (INTERVAL_NOTE, TEST_NOTE, Figure, ReportContent, Table, fmt, fmt_p,
                                     interval_text, needed_text)
@@ -38,9 +39,19 @@ def _results(out: Path, ids: list[str]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+def _in_table(id: str) -> bool:
+    id = id.split(":")[0]
+    try:
+        return entry(id).table is not None
+    except ConfigError:  # an id of a past catalog in an old reproduction directory
+        return False
+
+
 def main_tables(result) -> list[Table]:
     rows = []
     for r in result.summary.itertuples():
+        if _in_table(r.id):
+            continue
         inside = "n/a" if pd.isna(r.notebook_inside_ci) else ("yes" if r.notebook_inside_ci else "no")
         notebook = "baseline" if pd.isna(r.notebook) else f"{r.notebook:.4f}"
         ci = interval_text(r.ci_low, r.ci_high, bool(getattr(r, "ci_clipped", False)),
@@ -53,7 +64,8 @@ def main_tables(result) -> list[Table]:
                     rows,
                     "mean ± std over seeds of the final metric; the notebook's figure is one run of one seed. "
                     + INTERVAL_NOTE)
-    family = len(result.verdicts)
+    notebook_claims = [v for v in result.verdicts if not (_in_table(v.claim.better) or _in_table(v.claim.worse))]
+    family = len(notebook_claims)
     claims = Table(
         f"The notebook's claims, checked (difference = first − second, paired on seeds){label}",
         ["claim", "first − second", "seeds", "mean difference", "95% CI", "p", "p (Holm)", "d_z",
@@ -61,11 +73,85 @@ def main_tables(result) -> list[Table]:
         [[v.claim.text, f"{v.claim.better} − {v.claim.worse}", str(v.paired.n), fmt(v.paired.mean_diff),
           f"[{fmt(v.paired.ci_low)}, {fmt(v.paired.ci_high)}]", fmt_p(v.paired.p_value), fmt_p(v.paired.p_holm),
           fmt(v.paired.effect_size, 2), needed_text(v.verdict, v.paired.seeds_needed), v.verdict]
-         for v in result.verdicts],
+         for v in notebook_claims],
         TEST_NOTE + f" The {family} claims are tested at once: a claim is 'confirmed' when its Holm-adjusted p "
         "(over all of them) finds the claimed direction at 95%, so the chance of confirming any false claim stays "
         "at 5%.")
     return [summary, claims]
+
+
+def _stars(n) -> str:
+    return "n/a" if pd.isna(n) or int(n) == 0 else "*" * int(n)
+
+
+def chapter_tables_section(result) -> ReportContent | None:
+    """The chapter's tables (11-2, 11-3, 11-4): not notebook cells, its closing advice, measured."""
+    from deepfit.experiments import chapter_tables as ct
+
+    out = result.dir
+    summary = result.summary[[_in_table(i) for i in result.summary["id"]]] if len(result.summary) else result.summary
+    path = out / "table_11_2.csv"
+    if summary.empty and not path.is_file():
+        return None
+    label = "" if result.mode.name == "full" else " — QUICK SMOKE RUN, not the protocol"
+    sec = ReportContent("The chapter's tables", [
+        "The chapter closes with advice the notebook never runs: Table 11-2 grades eight optimizers in stars, "
+        "Tables 11-3 and 11-4 give default configurations (`deepfit new default`, `deepfit new self_normalizing`). "
+        "Here they are measured over the same seeds and judged with the same statistics as the notebook's claims."])
+    if path.is_file():
+        t = pd.read_csv(path)
+        rows = [[f"{r.keras}", f"{r.learning_rate:g}", f"{r.reached}/{r.seeds}",
+                 f"{fmt(r.epochs_mean, 1)} [{fmt(r.epochs_ci_low, 1)}, {fmt(r.epochs_ci_high, 1)}]",
+                 f"{fmt(r.best_val_accuracy_mean)} [{fmt(r.best_val_accuracy_ci_low)}, "
+                 f"{fmt(r.best_val_accuracy_ci_high)}]",
+                 f"{_stars(r.speed_stars)} (book {r.book_speed})", f"{_stars(r.quality_stars)} (book {r.book_quality})",
+                 r.verdict] for r in t.itertuples()]
+        sec.tables.append(Table(
+            f"Table 11-2 measured{label}: speed = epochs until validation accuracy ≥ {ct.THRESHOLD}; "
+            "quality = best validation accuracy (mean [95% t interval] over seeds)",
+            ["optimizer", "rate (rule)", "reached", "epochs to threshold", "best val accuracy", "speed stars",
+             "quality stars", "verdict"], rows,
+            f"Rate rule: for every optimizer the best of the same grid ({', '.join(f'{r:g}' for r in ct.RATE_GRID)}) "
+            f"after {ct.TUNING_EPOCHS} epochs, scored on a tuning split (the last {ct.TUNING_IMAGES:,} training "
+            f"images, trained on the rest), seed {ct.TUNING_SEED}: never the validation images scored here "
+            "(OUT/<id>/rate.json has every score). A run that never reaches the threshold counts as epochs + 1. "
+            "Stars: the best row gets ***; another loses a star only when its difference from the best row is "
+            "significant (paired t-test on the shared seeds, 95%) and larger than a tolerance: speed more than "
+            f"{ct.SPEED_RATIOS[0]}x the fastest row's epochs for **, more than {ct.SPEED_RATIOS[1]}x for *; quality "
+            f"more than {100 * ct.QUALITY_GAPS[0]:g} points below the best for **, more than "
+            f"{100 * ct.QUALITY_GAPS[1]:g} for *. Network, data and epochs: the notebook's leaky_relu baseline "
+            "(configs/sweeps/optimizers.toml)."))
+    if not summary.empty:
+        sec.tables.append(Table(
+            f"Each row of the chapter's tables (final metric over seeds){label}",
+            ["id", "metric", "seeds", "mean ± std", "95% CI (t)"],
+            [[r.id, r.metric, str(r.n), f"{fmt(r.mean)} ± {fmt(r.std)}", f"[{fmt(r.ci_low)}, {fmt(r.ci_high)}]"]
+             for r in summary.itertuples()],
+            "Presets: `deepfit new` at 2 and 20 hidden layers, trained 10 epochs without early stopping, as "
+            "the notebook's leaky_relu baseline is, so that every row is the last epoch of the same budget."))
+    verdicts = [v for v in result.verdicts if _in_table(v.claim.better) or _in_table(v.claim.worse)]
+    if verdicts:
+        sec.tables.append(Table(
+            f"The chapter's tables, checked (difference = first − second, paired on seeds){label}",
+            ["claim", "first − second", "metric", "seeds", "mean difference", "95% CI", "p", "p (Holm)",
+             "seeds needed (80% power)", "verdict"],
+            [[v.claim.text, f"{v.claim.better} − {v.claim.worse}", v.claim.metric, str(v.paired.n),
+              fmt(v.paired.mean_diff), f"[{fmt(v.paired.ci_low)}, {fmt(v.paired.ci_high)}]",
+              fmt_p(v.paired.p_value), fmt_p(v.paired.p_holm), needed_text(v.verdict, v.paired.seeds_needed),
+              v.verdict] for v in verdicts],
+            TEST_NOTE + f" For a loss the claimed direction is the first one lower. These {len(verdicts)} claims are "
+            "a family of their own: Holm over them, apart from the notebook's."))
+    for table, title in TABLES.items():
+        ids = [i for i in result.summary["id"] if _in_table(i) and entry(i).table == table]
+        if table == "table_11_3_11_4" and "leaky_relu" in set(result.summary["id"]):
+            ids = ["leaky_relu", *ids]
+        results = _results(out, ids)
+        if results.empty or "val_accuracy" not in results:
+            continue
+        present = [i for i in ids if i in set(results["variant"])]
+        sec.figures.append(Figure(f"curves_{table}", f"{title}: validation accuracy per epoch, mean over seeds, "
+                                  "95% t band", figures.learning_curves(results, "val_accuracy", present)))
+    return sec
 
 
 def learning_sections(out: Path) -> list[ReportContent]:
@@ -181,7 +267,7 @@ def build(result) -> ReportContent:
          "are comparable in distribution, not bit for bit)."])
     content.tables = main_tables(result)
     content.sections = learning_sections(out)
-    for extra in (transfer_section(out), mc_section(out), chapter_figures(out)):
+    for extra in (chapter_tables_section(result), transfer_section(out), mc_section(out), chapter_figures(out)):
         if extra is not None:
             content.sections.append(extra)
     return content
