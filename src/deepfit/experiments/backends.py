@@ -112,7 +112,7 @@ class GroupBackend(Backend):
     def run(self, tasks, runner) -> None:
         from deepfit.run import train_group
 
-        claimed = [t for t in tasks_until_wait(tasks)]
+        claimed = list(tasks_until_wait(tasks))
         while claimed:
             groups: dict[str, list[Task]] = {}
             for task in claimed:
@@ -128,7 +128,7 @@ class GroupBackend(Backend):
                 info = {**worker_info(), "group": len(group)}
                 for task, partial, run in zip(group, partials, runs):
                     runner.finish(task, partial, Outcome(task, run.final, info))
-            claimed = [t for t in tasks_until_wait(tasks)]
+            claimed = list(tasks_until_wait(tasks))
 
 
 def tasks_until_wait(tasks: Iterator[Task | object]) -> Iterator[Task]:
