@@ -15,7 +15,6 @@ import numpy as np
 from deepfit.io import write_atomic
 
 if TYPE_CHECKING:
-    from deepfit.optim.lr_finder import LRFinderResult
     from deepfit.optim.schedules import Schedule
 
 TITLES = {"power": "Power Scheduling", "exponential": "Exponential Scheduling",
@@ -67,8 +66,11 @@ def plot_schedule(schedule: "Schedule", steps_per_epoch: int, epochs: int, out: 
     return _save(fig, out)
 
 
-def plot_lr_finder(result: "LRFinderResult", out: str | Path) -> Path:
-    """Loss against rate on a log axis, raw and smoothed, the suggestion marked."""
+def plot_lr_finder(result: Any, out: str | Path) -> Path:
+    """Loss against rate on a log axis, raw and smoothed, the suggestion marked.
+
+    ``result`` is a :class:`deepfit.optim.lr_finder.LRFinderResult` (not imported: lr_finder imports this module).
+    """
     fig = _figure()
     ax = fig.add_subplot()
     finite = np.isfinite(result.losses)

@@ -10,12 +10,13 @@ and restore its own state, so a resumed run continues exactly.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from deepfit.train.loop import Trainer
+# Callbacks receive deepfit.train.loop.Trainer; not imported, since the loop imports this module
+# (imports go one way: the loop is above its events).
+Trainer = Any
 
 
 class StopTraining(Exception):
