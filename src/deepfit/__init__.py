@@ -5,8 +5,26 @@ unless you chose otherwise (its trainer needs JAX).
 """
 
 import os
+import sys
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
+
+
+def _check_backend() -> None:
+    """Keras picks its backend once, when first imported: a notebook that ran ``import keras`` with
+    another backend cannot be switched from here (``keras.config.set_backend`` reloads Keras, and
+    the user's ``keras`` and every object made with it would be stale). Say so in one line."""
+    keras = sys.modules.get("keras")
+    backend = getattr(getattr(keras, "backend", None), "backend", None)
+    if backend is not None and backend() != "jax":
+        raise ImportError(
+            f"deepfit needs Keras's JAX backend, but keras was imported first with the {backend()!r} "
+            f"backend: run `export KERAS_BACKEND=jax` (or set \"backend\": \"jax\" in ~/.keras/keras.json), "
+            f"then restart Python / the Jupyter kernel"
+        )
+
+
+_check_backend()
 
 __version__ = "0.1.0"
 
