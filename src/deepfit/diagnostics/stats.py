@@ -220,7 +220,7 @@ def layer_stats(model: keras.Model, x, y, *, loss: str = "sparse_categorical_cro
     if not optimizer.built:
         optimizer.build(model.trainable_variables)
     steps = StatsSteps(model, optimizer, loss, every_n_steps=1)
-    state = TrainState.from_model(model, optimizer)
+    state = TrainState.from_model(model, optimizer).replace(sums=steps.loss.zeros())
     *_, stats = steps.stats_step(state, jnp.asarray(x), jnp.asarray(y))
     return frame_rows(steps.layers, {k: np.asarray(v)[None] for k, v in stats.items()}, steps=[0])
 

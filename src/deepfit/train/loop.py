@@ -12,13 +12,14 @@ import math
 import time
 from typing import Any, Generator, Sequence
 
+import jax
 import jax.numpy as jnp
 import keras
 import numpy as np
 
 from deepfit.train import compile_cache
 from deepfit.train.events import Callback, CallbackList, Chunk, StopTraining
-from deepfit.train.state import N_SUMS, TrainState
+from deepfit.train.state import TrainState
 from deepfit.train.step import Schedule, Steps, shared_steps
 
 # Streams of randomness derived from the run's seed (init uses the seed itself).
@@ -71,7 +72,7 @@ class Trainer:
             self.steps = make_steps(model, optimizer, loss, schedule)
         else:
             self.steps = shared_steps(program, lambda: Steps(model, optimizer, loss, schedule))
-        self.state = TrainState.from_model(model, optimizer)
+        self.state = TrainState.from_model(model, optimizer).replace(sums=self.steps.loss.zeros())
         self.history: list[dict[str, Any]] = []
         self.stop_training = False
         self.stop_reason: str | None = None
@@ -120,7 +121,7 @@ class Trainer:
                 epoch = self.epoch
                 position = int(self.state.step) - epoch * self._steps_per_epoch
                 if position == 0:
-                    self.state = self.state.replace(sums=jnp.zeros((N_SUMS,), jnp.float32))
+                    self.state = self.state.replace(sums=jnp.zeros_like(self.state.sums))
                 self.callbacks("on_epoch_begin", self, epoch)
                 started = time.perf_counter()
                 order = self.epoch_order(epoch, n)
@@ -150,15 +151,9 @@ class Trainer:
         self.callbacks("on_chunk_end", self, Chunk(epoch, first, first + int(active.sum()), losses, rates))
 
     def _epoch_logs(self, epoch: int, seconds: float, validation_data) -> dict[str, Any]:
-        loss_sum, correct, count = np.asarray(self.state.sums, np.float64)
-        logs: dict[str, Any] = {
-            "epoch": epoch + 1,
-            "loss": loss_sum / count,
-            "accuracy": correct / count,
-        }
+        logs: dict[str, Any] = {"epoch": epoch + 1, **self.steps.loss.logs(self.state.sums)}
         if validation_data is not None:
-            val_loss, val_acc = self.evaluate(*validation_data)
-            logs.update(val_loss=val_loss, val_accuracy=val_acc)
+            logs.update(self.evaluate_logs(*validation_data, prefix="val_"))
         logs["learning_rate"] = self.learning_rate
         logs["seconds"] = seconds
         return logs
@@ -172,11 +167,17 @@ class Trainer:
 
     def evaluate(self, x, y, state: TrainState | None = None) -> tuple[float, float]:
         """Mean loss (regularization included, as Keras reports it) and accuracy, inference mode."""
+        logs = self.evaluate_logs(x, y, state)
+        return logs["loss"], logs.get("accuracy", float("nan"))
+
+    def evaluate_logs(self, x, y, state: TrainState | None = None, prefix: str = "") -> dict[str, float]:
+        """Loss and every metric of the objective, as ``model.evaluate(return_dict=True)`` names them;
+        ``y`` may be ``(labels, sample_weight)``."""
         state = state or self.state
-        sums = np.zeros(3)
+        sums = np.zeros(self.steps.loss.size)
         for xb, yb in batches(on_device(x), on_device(y), self.eval_batch_size):
             sums += np.asarray(self.steps.evaluate_batches(state.trainable, state.non_trainable, xb, yb))
-        return float(sums[0] / sums[2]), float(sums[1] / sums[2])
+        return self.steps.loss.logs(sums, prefix)
 
     def predict(self, x, state: TrainState | None = None) -> np.ndarray:
         """Model outputs in inference mode, batched."""
@@ -193,7 +194,10 @@ _ON_DEVICE: dict[int, tuple[np.ndarray, Any]] = {}
 
 
 def on_device(x) -> Any:
-    """``jnp.asarray(x)``, reused for a read-only NumPy array seen before (a writable one may change)."""
+    """``jnp.asarray(x)``, reused for a read-only NumPy array seen before (a writable one may change);
+    a tuple (labels, sample weights) element by element."""
+    if isinstance(x, tuple):
+        return tuple(on_device(a) for a in x)
     if not isinstance(x, np.ndarray) or x.flags.writeable:
         return jnp.asarray(x)
     hit = _ON_DEVICE.get(id(x))
@@ -209,6 +213,6 @@ def batches(x, y, size: int):
     """(K, size, ...) stacks of full batches, then one stack of the remainder."""
     full = len(x) // size * size
     if full:
-        yield x[:full].reshape(-1, size, *x.shape[1:]), y[:full].reshape(-1, size, *y.shape[1:])
+        yield x[:full].reshape(-1, size, *x.shape[1:]), jax.tree.map(lambda a: a[:full].reshape(-1, size, *a.shape[1:]), y)
     if full < len(x):
-        yield x[None, full:], y[None, full:]
+        yield x[None, full:], jax.tree.map(lambda a: a[None, full:], y)

@@ -19,29 +19,10 @@ import jax.numpy as jnp
 import keras
 
 from deepfit.nn.layers import mc_dropout_off
+from deepfit.train.objective import as_objective
 from deepfit.train.state import TrainState
 
 Schedule = Callable[[jax.Array], jax.Array]
-
-
-def make_loss(name: str) -> Callable:
-    """Mean loss and number correct for a batch, as Keras computes them."""
-    if name == "binary_crossentropy":
-
-        def binary(y, y_pred):
-            y = jnp.reshape(y, y_pred.shape).astype(y_pred.dtype)
-            loss = jnp.mean(keras.losses.binary_crossentropy(y, y_pred))
-            correct = jnp.sum((y_pred > 0.5).astype(jnp.float32) == y)
-            return loss, correct
-
-        return binary
-
-    def sparse(y, y_pred):
-        loss = jnp.mean(keras.losses.sparse_categorical_crossentropy(y, y_pred))
-        correct = jnp.sum(jnp.argmax(y_pred, axis=-1) == y)
-        return loss, correct
-
-    return sparse
 
 
 def lr_variable_index(optimizer: keras.optimizers.Optimizer) -> int | None:
@@ -56,10 +37,11 @@ def lr_variable_index(optimizer: keras.optimizers.Optimizer) -> int | None:
 class Steps:
     """The compiled functions for one model, optimizer, loss and schedule."""
 
-    def __init__(self, model: keras.Model, optimizer: keras.optimizers.Optimizer, loss: str,
+    def __init__(self, model: keras.Model, optimizer: keras.optimizers.Optimizer, loss,
                  schedule: Schedule | None = None):
         self.model, self.optimizer = model, optimizer
-        self.loss = make_loss(loss)
+        # loss(y, y_pred) -> (mean loss, metric-state increment): Keras's loss and metrics (objective.py)
+        self.loss = as_objective(loss, model)
         self.lr_index = lr_variable_index(optimizer)
         if schedule is None and self.lr_index is not None:
             base = float(optimizer.variables[self.lr_index].numpy())
@@ -98,8 +80,7 @@ class Steps:
         if self.lr_index is not None:
             opt_vars[self.lr_index] = rate.astype(opt_vars[self.lr_index].dtype)
         trainable, opt_vars = self.optimizer.stateless_apply(opt_vars, grads, state.trainable)
-        n = jnp.asarray(batch, jnp.float32)
-        sums = state.sums + jnp.stack([loss * n, correct.astype(jnp.float32), n])
+        sums = state.sums + self.loss.sums(loss, correct, batch)
         new = state.replace(
             trainable=tuple(trainable), non_trainable=tuple(non_trainable), optimizer=tuple(opt_vars),
             step=state.step + 1, sums=sums,
@@ -113,7 +94,7 @@ class Steps:
             batch_idx, on = row
 
             def step(state):
-                return self.train_step(state, x_all[batch_idx], y_all[batch_idx])
+                return self.train_step(state, x_all[batch_idx], take(y_all, batch_idx))
 
             def skip(state):
                 return state, jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32)
@@ -130,7 +111,7 @@ class Steps:
         return y_pred
 
     def _evaluate_batches(self, trainable, non_trainable, x_batches, y_batches):
-        """Summed loss × n, correct and n over batches (K, batch, ...), inference mode."""
+        """The objective's sums (loss × n, n, metric state) over batches (K, batch, ...), inference mode."""
 
         def body(sums, batch):
             x, y = batch
@@ -139,12 +120,16 @@ class Steps:
             )
             loss, correct = self.loss(y, y_pred)
             loss = loss + sum(reg_losses) if reg_losses else loss
-            n = jnp.asarray(x.shape[0], jnp.float32)
-            return sums + jnp.stack([loss * n, correct.astype(jnp.float32), n]), None
+            return sums + self.loss.sums(loss, correct, x.shape[0]), None
 
         with mc_dropout_off():  # validation and test metrics of a model with MC dropout layers: one fixed pass
-            sums, _ = jax.lax.scan(body, jnp.zeros((3,), jnp.float32), (x_batches, y_batches))
+            sums, _ = jax.lax.scan(body, self.loss.zeros(), (x_batches, y_batches))
         return sums
+
+
+def take(y, idx):
+    """Rows ``idx`` of the labels, or of ``(labels, sample_weight)``."""
+    return jax.tree.map(lambda a: a[idx], y)
 
 
 # Compiled programs kept per process, by a key naming everything they depend on except values

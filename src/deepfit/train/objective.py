@@ -1,0 +1,245 @@
+"""Loss and metrics as one pure function, from Keras's own loss and metric objects.
+
+``objective(y, y_pred) -> (loss, delta)``: the batch's mean loss, and what the
+batch adds to the epoch's metric state, as one float32 vector. Both come from
+Keras: the loss is what ``model.compile(loss=...)`` resolves (``keras.losses.get``,
+``from_logits`` included), the metrics are Keras metric objects run through their
+stateless API (``stateless_update_state`` from a zero state gives the batch's
+increment; ``stateless_result`` reads the epoch's value), so the compiled step
+computes exactly what ``model.fit`` logs, under the names it logs them.
+
+``y`` is the labels, or ``(labels, sample_weight)``: weights reach the loss and the
+``weighted_metrics``, as in Keras (plain ``metrics`` ignore them).
+
+The epoch's sums are ``[loss × batch size, samples, *metric state]``: the loss
+averages over batches weighted by their size (Keras's loss tracker), each metric
+keeps its Keras state. Keras metrics accumulate by addition from zero (Mean,
+accuracies, AUC, precision, recall, MAE...): that is what lets the sums travel in
+the training state and add up across chunks; a metric whose state does not start
+at zero is refused.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import keras
+import numpy as np
+from keras.src.trainers import compile_utils  # Keras's own rules: "accuracy" by label shape, function → Loss
+
+from deepfit.errors import ConfigError
+
+# Fields of the sums vector before the metrics' state.
+LOSS_SUM, COUNT = 0, 1
+
+
+def loss_names() -> list[str]:
+    """Every Keras loss a config can name (snake_case, the names ``compile`` takes)."""
+    return sorted(n for n, obj in _keras_objects(keras.losses).items()
+                  if n == n.lower() and n not in ("get", "serialize", "deserialize", "loss", "reduction"))
+
+
+def metric_names() -> list[str]:
+    """Every Keras metric a config can name (snake_case), plus ``accuracy`` (chosen by label shape)."""
+    names = {n for n, obj in _keras_objects(keras.metrics).items()
+             if n == n.lower() and n not in ("get", "serialize", "deserialize")}
+    return sorted(names | {"accuracy", "acc"})
+
+
+def _keras_objects(module) -> dict[str, Any]:
+    return {n: getattr(module, n) for n in dir(module) if not n.startswith("_") and callable(getattr(module, n))}
+
+
+def _class_for(module, name: str):
+    """The class behind a snake_case name: ``sparse_categorical_crossentropy`` → SparseCategoricalCrossentropy."""
+    from keras.src.utils.naming import to_snake_case
+
+    for cls_name, obj in _keras_objects(module).items():
+        if inspect.isclass(obj) and to_snake_case(cls_name) == name.lower():
+            return obj
+    return None
+
+
+def resolve_loss(spec: Any) -> Any:
+    """A loss identifier ``compile`` accepts, from a config's ``"name"`` or ``{ name = ..., from_logits = true }``;
+    functions and ``keras.losses.Loss`` objects (from Python) pass through."""
+    if isinstance(spec, Mapping):
+        spec = dict(spec)
+        name = spec.pop("name", None)
+        if not isinstance(name, str):
+            raise ConfigError(f"a loss table needs a name, e.g. {{ name = 'sparse_categorical_crossentropy', "
+                              f"from_logits = true }}; got {spec!r}")
+        cls = _class_for(keras.losses, name)
+        if cls is None:
+            raise ConfigError(_unknown("loss", name, loss_names()))
+        try:
+            return cls(**spec)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"loss {name!r}: {e}") from None
+    if isinstance(spec, str):
+        if spec.lower() in ("crossentropy", "ce"):
+            return spec
+        try:
+            keras.losses.get(spec)
+        except (ValueError, TypeError):
+            raise ConfigError(_unknown("loss", spec, loss_names())) from None
+        return spec
+    if spec is None or not callable(spec):
+        raise ConfigError(f"loss must be a Keras loss name, table, function or keras.losses.Loss; got {spec!r}")
+    return spec
+
+
+def resolve_metric(spec: Any) -> Any:
+    """A metric identifier ``compile`` accepts, from a name or ``{ name = "top_k_categorical_accuracy", k = 3 }``."""
+    if isinstance(spec, Mapping):
+        spec = dict(spec)
+        name = spec.pop("name", None)
+        cls = _class_for(keras.metrics, name) if isinstance(name, str) else None
+        if cls is None:
+            raise ConfigError(_unknown("metric", str(name), metric_names()))
+        try:
+            return cls(**spec)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"metric {name!r}: {e}") from None
+    if isinstance(spec, str):
+        if spec.lower() in ("accuracy", "acc"):
+            return spec
+        try:
+            keras.metrics.get(spec)
+        except (ValueError, TypeError):
+            raise ConfigError(_unknown("metric", spec, metric_names())) from None
+        return spec
+    if spec is None or not callable(spec):
+        raise ConfigError(f"a metric must be a Keras metric name, table, function or keras.metrics.Metric; got {spec!r}")
+    return spec
+
+
+def _unknown(kind: str, name: str, names: Sequence[str]) -> str:
+    from deepfit.registry import did_you_mean
+
+    plural = "losses" if kind == "loss" else "metrics"
+    return f"unknown {kind} {name!r}.{did_you_mean(name, list(names))} See `deepfit list {plural}`."
+
+
+def _describe(obj: Any) -> str:
+    return obj if isinstance(obj, str) else getattr(obj, "name", None) or getattr(obj, "__name__", None) or repr(obj)
+
+
+class Objective:
+    """The compiled step's loss and metrics for one output (see the module docstring).
+
+    ``y_true`` / ``y_pred``: arrays (or shapes) of one batch, which settle what Keras settles from
+    the first batch (``"accuracy"`` → sparse, categorical or binary; ``"crossentropy"`` likewise).
+    """
+
+    def __init__(self, loss: Any, metrics: Sequence[Any] = (), weighted_metrics: Sequence[Any] = (), *,
+                 y_true: Any, y_pred: Any, compile_metrics: Any = None):
+        y_true, y_pred = _example(y_true), _example(y_pred)
+        self.loss_spec = loss
+        self.loss_fn = compile_utils.get_loss(resolve_loss(loss), y_true, y_pred)
+        if compile_metrics is None:
+            compile_metrics = compile_utils.CompileMetrics(
+                [resolve_metric(m) for m in metrics] or None,
+                [resolve_metric(m) for m in weighted_metrics] or None)
+        self.metrics = compile_metrics
+        if not self.metrics.built:
+            self.metrics.build(y_true, y_pred)
+        variables = list(self.metrics.variables)
+        self.shapes = [tuple(v.shape) for v in variables]
+        self.dtypes = [v.dtype for v in variables]
+        self.sizes = [int(np.prod(s)) for s in self.shapes]
+        self.size = 2 + sum(self.sizes)
+        for m in self.metrics.metrics:
+            if any(np.any(np.asarray(v.value) != 0) for v in m.variables):
+                raise ConfigError(f"metric {m.name!r} keeps a state that does not start at zero; deepfit sums metric "
+                                  f"states over batches inside its compiled loop: use a metric that accumulates "
+                                  f"(Keras's Mean-based and confusion-matrix metrics do)")
+        self.metric_names = list(self.metrics.result().keys()) if variables else []
+        self._check_runs_in_jax(y_true, y_pred)
+
+    @classmethod
+    def from_model(cls, model: keras.Model, y_true: Any, y_pred: Any) -> "Objective":
+        """The loss and metrics a model was compiled with (``model.compile(optimizer, loss, metrics)``)."""
+        compiled = getattr(model, "_compile_metrics", None)
+        return cls(model.loss, y_true=y_true, y_pred=y_pred,
+                   compile_metrics=compiled if compiled is not None else compile_utils.CompileMetrics(None, None))
+
+    @classmethod
+    def for_model(cls, loss: Any, metrics: Sequence[Any], model: keras.Model, y_true: Any = None) -> "Objective":
+        """A config's loss and metrics for ``model``; without labels, sparse ones for a sparse loss
+        (what deepfit's datasets hold), else labels shaped as the output."""
+        out = tuple(model.output_shape[1:]) if hasattr(model, "output_shape") else (1,)
+        if y_true is None:
+            name = loss if isinstance(loss, str) else (loss.get("name") if isinstance(loss, Mapping) else "")
+            y_true = np.zeros((1,), np.int32) if "sparse" in str(name) else np.zeros((1, *out), np.float32)
+        return cls(loss, metrics, y_true=y_true, y_pred=np.zeros((1, *out), np.float32))
+
+    # -- the pure function the step calls ---------------------------------------
+    def __call__(self, y: Any, y_pred: jax.Array) -> tuple[jax.Array, jax.Array]:
+        y, sample_weight = y if isinstance(y, tuple) else (y, None)
+        loss = jnp.asarray(self.loss_fn(y, y_pred, sample_weight), jnp.float32)
+        zeros = [jnp.zeros(s, d) for s, d in zip(self.shapes, self.dtypes)]
+        if not zeros:
+            return loss, jnp.zeros((0,), jnp.float32)
+        delta = self.metrics.stateless_update_state(zeros, y, y_pred, sample_weight)
+        return loss, jnp.concatenate([jnp.ravel(d).astype(jnp.float32) for d in delta])
+
+    def sums(self, loss: jax.Array, delta: jax.Array, n) -> jax.Array:
+        """One batch's contribution to the epoch's sums vector."""
+        n = jnp.asarray(n, jnp.float32)
+        return jnp.concatenate([jnp.stack([loss * n, n]), delta])
+
+    def zeros(self) -> jax.Array:
+        return jnp.zeros((self.size,), jnp.float32)
+
+    # -- reading the sums ------------------------------------------------------
+    def logs(self, sums: Any, prefix: str = "") -> dict[str, float]:
+        """``{"loss": ..., "accuracy": ...}`` (``prefix="val_"`` for validation), as ``fit`` names them."""
+        sums = np.asarray(sums)
+        logs = {prefix + "loss": float(np.float64(sums[LOSS_SUM]) / np.float64(sums[COUNT]))}
+        if self.sizes:
+            parts, at = [], 2
+            for shape, dtype, size in zip(self.shapes, self.dtypes, self.sizes):
+                parts.append(jnp.asarray(sums[at:at + size].reshape(shape), dtype))
+                at += size
+            logs.update({prefix + k: float(v) for k, v in self.metrics.stateless_result(parts).items()})
+        return logs
+
+    def _check_runs_in_jax(self, y_true, y_pred) -> None:
+        """Trace the loss and each metric once on the batch shapes, so a loss or metric that cannot run in
+        a compiled JAX function (NumPy on tracers, a TensorFlow op) is named before any training."""
+        y_spec = jax.ShapeDtypeStruct(y_true.shape, y_true.dtype)
+        p_spec = jax.ShapeDtypeStruct(y_pred.shape, y_pred.dtype)
+        try:
+            jax.eval_shape(lambda y, p: self.loss_fn(y, p, None), y_spec, p_spec)
+        except Exception as e:  # noqa: BLE001 - whatever it is, it will fail inside the step the same way
+            raise ConfigError(f"loss {_describe(self.loss_spec)!r} cannot run inside deepfit's compiled JAX step "
+                              f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); use a Keras loss "
+                              f"or write it with keras.ops") from None
+        for m in self.metrics.metrics:
+            zeros = [jnp.zeros(v.shape, v.dtype) for v in m.variables]
+            try:
+                jax.eval_shape(lambda y, p, m=m, z=zeros: m.stateless_update_state(z, y, p), y_spec, p_spec)
+            except Exception as e:  # noqa: BLE001
+                raise ConfigError(f"metric {m.name!r} cannot run inside deepfit's compiled JAX step "
+                                  f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); use a Keras "
+                                  f"metric or write it with keras.ops") from None
+
+
+def _example(a: Any) -> np.ndarray:
+    """One row of an array (or a KerasTensor's shape), enough for Keras's shape rules."""
+    if hasattr(a, "shape") and not isinstance(a, np.ndarray) and any(d is None for d in a.shape):
+        return np.zeros((1, *a.shape[1:]), getattr(a, "dtype", "float32"))
+    a = np.asarray(a)
+    return a[:1] if a.ndim else a
+
+
+def as_objective(loss: Any, model: keras.Model) -> Objective:
+    """The trainer's ``loss`` argument as an :class:`Objective` (a config's loss name gets ``accuracy``)."""
+    if isinstance(loss, Objective):
+        return loss
+    return Objective.for_model(loss, ["accuracy"], model)
+
