@@ -133,7 +133,9 @@ class Trainer:
                     active = np.arange(start, start + k) < full
                     active &= np.arange(start, start + k) >= position
                     yield from self._run(epoch, idx, active)
-                if rest and position <= full:
+                    if self.stop_training:  # set from a chunk's end (a Keras batch hook): the epoch ends here
+                        break
+                if rest and position <= full and not self.stop_training:
                     yield from self._run(epoch, order[None, full * self.batch_size :], np.ones(1, bool))
                 logs = self._epoch_logs(epoch, time.perf_counter() - started, validation_data)
                 self.history.append(logs)
@@ -174,7 +176,7 @@ class Trainer:
         """Loss and every metric of the objective, as ``model.evaluate(return_dict=True)`` names them;
         ``y`` may be ``(labels, sample_weight)``."""
         state = state or self.state
-        sums = np.zeros(self.steps.loss.size)
+        sums = np.zeros(self.steps.loss.size, np.float32)  # float32 as Keras accumulates: the same numbers
         for xb, yb in batches(on_device(x), on_device(y), self.eval_batch_size):
             sums += np.asarray(self.steps.evaluate_batches(state.trainable, state.non_trainable, xb, yb))
         return self.steps.loss.logs(sums, prefix)

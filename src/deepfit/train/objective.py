@@ -199,7 +199,8 @@ class Objective:
     def logs(self, sums: Any, prefix: str = "") -> dict[str, float]:
         """``{"loss": ..., "accuracy": ...}`` (``prefix="val_"`` for validation), as ``fit`` names them."""
         sums = np.asarray(sums)
-        logs = {prefix + "loss": float(np.float64(sums[LOSS_SUM]) / np.float64(sums[COUNT]))}
+        # float32, as Keras's loss tracker (a Mean) divides: the same sums give the same number
+        logs = {prefix + "loss": float(np.float32(sums[LOSS_SUM]) / np.float32(sums[COUNT]))}
         if self.sizes:
             parts, at = [], 2
             for shape, dtype, size in zip(self.shapes, self.dtypes, self.sizes):

@@ -1,0 +1,150 @@
+"""``deepfit.fit(model, x, y, ...)``: ``model.fit`` for a compiled Keras model, in deepfit's compiled loop.
+
+The model is compiled as for Keras (``model.compile(optimizer, loss, metrics)``) and is
+updated in place; the return value is Keras's ``History``. Loss and metrics are the
+model's own (train/objective.py), Keras callbacks run unchanged (train/callbacks/
+keras_adapter.py). What differs from ``model.fit``, and why: the data order of
+``shuffle=True`` comes from ``seed`` (deepfit's rule, so a run can be repeated and resumed),
+not from NumPy's global generator; batch hooks run at chunk boundaries (a whole epoch per
+compiled call unless the model was compiled with ``steps_per_execution``).
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any, Sequence
+
+import keras
+import numpy as np
+
+from deepfit.errors import ConfigError, DataError
+from deepfit.train.callbacks.keras_adapter import KerasCallbacks, check_keras_callbacks, is_keras_callback
+from deepfit.train.events import Callback
+from deepfit.train.loop import Trainer
+from deepfit.train.objective import Objective
+
+
+def fit(
+    model: keras.Model,
+    x: Any,
+    y: Any = None,
+    *,
+    batch_size: int = 32,
+    epochs: int = 1,
+    validation_data: Any = None,
+    validation_split: float = 0.0,
+    callbacks: Sequence[Any] | None = None,
+    shuffle: bool = True,
+    class_weight: dict[int, float] | None = None,
+    sample_weight: Any = None,
+    initial_epoch: int = 0,
+    verbose: Any = "auto",
+    seed: int | None = None,
+    out: str | Path | None = None,
+) -> keras.callbacks.History:
+    """Train a compiled Keras model as ``model.fit`` does, in deepfit's compiled loop; returns the History.
+
+    Arguments mean what they mean to ``model.fit`` (``validation_split`` takes the last
+    fraction of ``x`` before shuffling; ``validation_data`` is ``(x, y)`` or ``(x, y,
+    sample_weight)``; ``class_weight`` becomes per-sample weights). ``callbacks`` holds
+    ``keras.callbacks.Callback`` objects (run unchanged: epoch hooks exactly, batch hooks at
+    chunk boundaries) and deepfit callbacks. ``seed`` fixes the data order (drawn at random
+    when None, and recorded). ``out=DIR`` also writes deepfit's run directory.
+    """
+    _check_compiled(model)
+    x = _array(x, "x")
+    if y is None:
+        raise DataError("deepfit.fit needs labels: fit(model, x, y, ...); a dataset object is not supported")
+    y = _array(y, "y")
+    if len(x) != len(y):
+        raise DataError(f"x has {len(x)} samples but y has {len(y)}; they must match")
+    if sample_weight is not None and class_weight is not None:
+        raise DataError("give sample_weight or class_weight, not both (as model.fit)")
+    if sample_weight is not None:
+        sample_weight = _array(sample_weight, "sample_weight")
+    if not 0 <= validation_split < 1:
+        raise DataError(f"validation_split must be in [0, 1), got {validation_split}")
+    if validation_split and validation_data is None:
+        from keras.src.trainers.data_adapters.array_slicing import train_validation_split
+
+        (x, y, sample_weight), validation_data = train_validation_split((x, y, sample_weight), validation_split)
+    if class_weight is not None:
+        from keras.src.trainers.data_adapters.data_adapter_utils import class_weight_to_sample_weights
+
+        sample_weight = class_weight_to_sample_weights(y, class_weight)
+    valid = _validation(validation_data)
+
+    callbacks = list(callbacks or [])
+    keras_cbs = [c for c in callbacks if is_keras_callback(c)]
+    own = [c for c in callbacks if not is_keras_callback(c)]
+    bad = [c for c in own if not isinstance(c, Callback)]
+    if bad:
+        raise ConfigError(f"callback {bad[0]!r} is neither a keras.callbacks.Callback nor a deepfit Callback")
+    check_keras_callbacks(keras_cbs)
+
+    if not model.built or getattr(model, "_compile_metrics", None) is not None and not model._compile_metrics.built:
+        # As model.fit: build the model, its compiled metrics and optimizer from one batch's shapes.
+        try:
+            model._symbolic_build(data_batch=(x[:1], y[:1]) if sample_weight is None
+                                  else (x[:1], y[:1], sample_weight[:1]))
+        except Exception:  # noqa: BLE001 - a metric that fails here is named by the Objective's own check below
+            if not model.built:
+                raise
+    spec = model.compute_output_spec(keras.KerasTensor((1, *x.shape[1:]), str(x.dtype)))
+    objective = Objective.from_model(model, y[:1], np.zeros((1, *spec.shape[1:]), np.float32))
+
+    seed = secrets.randbelow(2**31) if seed is None else int(seed)
+    adapter = KerasCallbacks(keras_cbs, verbose=1 if verbose == "auto" else verbose, initial_epoch=initial_epoch)
+    steps_per_execution = int(getattr(model, "steps_per_execution", 1) or 1)
+    trainer = Trainer(
+        model, model.optimizer, loss=objective, batch_size=batch_size, epochs=epochs, seed=seed,
+        callbacks=[*own, adapter], steps_per_chunk=steps_per_execution if steps_per_execution > 1 else None,
+        eval_batch_size=batch_size, shuffle=shuffle,
+    )
+    data_y = y if sample_weight is None else (y, np.asarray(sample_weight, np.float32))
+    if out is not None:
+        from deepfit.fit_run import fit_with_run
+
+        fit_with_run(trainer, x, data_y, valid, out=out, seed=seed, batch_size=batch_size, epochs=epochs,
+                     shuffle=shuffle)
+    else:
+        trainer.fit(x, data_y, valid)
+    history = adapter.history
+    model.history = history
+    return history
+
+
+def _check_compiled(model: Any) -> None:
+    if not isinstance(model, keras.Model):
+        raise ConfigError(f"deepfit.fit needs a keras.Model, got {type(model).__name__}")
+    if not getattr(model, "compiled", False) or getattr(model, "optimizer", None) is None:
+        raise ConfigError("the model is not compiled: call model.compile(optimizer=..., loss=..., metrics=[...]) "
+                          "first, as for model.fit")
+    if getattr(model, "loss", None) is None:
+        raise ConfigError("the model was compiled without a loss: model.compile(optimizer=..., "
+                          "loss='sparse_categorical_crossentropy', ...)")
+    outputs = getattr(model, "outputs", None)
+    if outputs is not None and len(outputs) > 1:
+        raise ConfigError(f"deepfit.fit trains single-output models; this one has {len(outputs)} outputs: "
+                          "use model.fit")
+
+
+def _array(a: Any, name: str) -> np.ndarray:
+    if isinstance(a, (dict, list)) and not isinstance(a, np.ndarray):
+        raise DataError(f"{name}: deepfit.fit takes arrays (one input, one output), got a {type(a).__name__}")
+    try:
+        return np.asarray(a)
+    except Exception as e:  # noqa: BLE001 - anything that is not array-like
+        raise DataError(f"{name}: cannot be read as an array ({e})") from None
+
+
+def _validation(data: Any):
+    if data is None:
+        return None
+    if not isinstance(data, (tuple, list)) or len(data) not in (2, 3):
+        raise DataError("validation_data must be (x_val, y_val) or (x_val, y_val, sample_weight_val)")
+    xv, yv = _array(data[0], "validation x"), _array(data[1], "validation y")
+    if len(data) == 3 and data[2] is not None:
+        return xv, (yv, np.asarray(data[2], np.float32))
+    return xv, yv
