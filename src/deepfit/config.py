@@ -49,6 +49,8 @@ class DataConfig(Strict):
     path: str | None = None
     cache_dir: str | None = None
     validation_size: int = Field(5000, ge=0)
+    # Keras's validation_split: the last fraction of the training images (instead of validation_size's first N).
+    validation_split: float | None = Field(None, gt=0, lt=1)
     train_size: int | None = Field(None, gt=0)
     scaling: Literal["none", "divide255", "standardize"] = "divide255"
     classes: list[int] | None = Field(None, min_length=1)
@@ -59,6 +61,14 @@ class DataConfig(Strict):
     def _path_for_directory(self) -> "DataConfig":
         if self.source == "directory" and not self.path:
             raise ValueError("source = 'directory' needs path = 'DIR' (a folder of IDX files)")
+        return self
+
+    @pydantic.model_validator(mode="after")
+    def _one_validation_rule(self) -> "DataConfig":
+        # (validation_size's default may be present: a config dumped and read back holds every field)
+        if self.validation_split is not None and self.validation_size != DataConfig.model_fields["validation_size"].default:
+            raise ValueError(f"give validation_size (the first N images) or validation_split (the last fraction, "
+                             f"as Keras), not both (got {self.validation_size} and {self.validation_split})")
         return self
 
     @pydantic.model_validator(mode="after")
@@ -150,9 +160,10 @@ class TrainingConfig(Strict):
     layers are never frozen, as fastai's ``train_bn``).
     """
 
-    loss: Literal["sparse_categorical_crossentropy", "binary_crossentropy"] = (
-        "sparse_categorical_crossentropy"
-    )
+    # Any Keras loss, by name or as a table with its arguments ({ name = "...", from_logits = true });
+    # metrics as model.compile takes them ("accuracy" follows the labels' shape, as in Keras).
+    loss: str | Spec = "sparse_categorical_crossentropy"
+    metrics: list[str | Spec] = Field(default_factory=lambda: ["accuracy"])
     epochs: int = Field(10, ge=1, le=100_000)
     batch_size: int = Field(32, ge=1, le=1_000_000)
     optimizer: Spec = Field(default_factory=lambda: {"name": "sgd", "learning_rate": 0.01})
@@ -175,6 +186,29 @@ class TrainingConfig(Strict):
             raise ValueError("early_stopping's restore_best_weights cannot be used with a freeze schedule "
                              "(yet): remove one of them")
         return self
+
+    @field_validator("loss")
+    @classmethod
+    def _loss(cls, v: str | Spec) -> str | Spec:
+        from deepfit.train.objective import resolve_loss
+
+        try:
+            resolve_loss(v)
+        except ConfigError as e:
+            raise ValueError(str(e)) from None
+        return v
+
+    @field_validator("metrics")
+    @classmethod
+    def _metrics(cls, v: list[str | Spec]) -> list[str | Spec]:
+        from deepfit.train.objective import resolve_metric
+
+        for i, m in enumerate(v):
+            try:
+                resolve_metric(m)
+            except ConfigError as e:
+                raise ValueError(f"metric {i}: {e}") from None
+        return v
 
     @field_validator("optimizer", mode="before")
     @classmethod

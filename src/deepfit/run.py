@@ -49,6 +49,7 @@ from deepfit.resume import attach_backup, resume_status, resumed  # also registe
 from deepfit.train import compile_cache
 from deepfit.train.callbacks import make_callback
 from deepfit.train.callbacks.early_stopping import EarlyStopping
+from deepfit.train.callbacks.keras_adapter import KerasCallbacks, is_keras_callback
 from deepfit.train.callbacks.progress import Progress
 from deepfit.train.callbacks.tensorboard import TensorBoard
 from deepfit.train.callbacks.terminate_on_nan import TerminateOnNaN
@@ -175,13 +176,19 @@ def program_key(cfg: Config, steps_per_epoch: int) -> str:
 
 
 def make_trainer(cfg: Config, model: keras.Model, steps_per_epoch: int,
-                 callbacks: Sequence[Callback] = (), shared: bool = True) -> Trainer:
+                 callbacks: Sequence[Callback] = (), shared: bool = True, y_example=None) -> Trainer:
     """The Trainer a config describes, around a given model built from that config
-    (``shared=False`` for any other model: its compiled step is then not reused)."""
+    (``shared=False`` for any other model: its compiled step is then not reused).
+    ``y_example``: a label or two, which settle what "accuracy" means (as Keras's first batch does)."""
+    from deepfit.train.objective import Objective, resolve_loss, resolve_metric
+
     t = cfg.training
     optimizer, schedule = make_optimizer_and_schedule(t, steps_per_epoch)
+    # Compiled as Keras would be, so Keras's callbacks see its metrics and the model evaluates as it trained.
+    model.compile(optimizer=optimizer, loss=resolve_loss(t.loss), metrics=[resolve_metric(m) for m in t.metrics])
+    objective = Objective.for_model(t.loss, t.metrics, model, y_example, compile_metrics=model._compile_metrics)
     return Trainer(
-        model, optimizer, loss=t.loss, batch_size=t.batch_size, epochs=t.epochs, seed=cfg.data_order_seed,
+        model, optimizer, loss=objective, batch_size=t.batch_size, epochs=t.epochs, seed=cfg.data_order_seed,
         schedule=schedule, callbacks=callbacks, steps_per_chunk=t.steps_per_chunk,
         eval_batch_size=t.eval_batch_size, program=program_key(cfg, steps_per_epoch) if shared else None,
     )
@@ -307,8 +314,12 @@ def _begin(config, out, *, overrides=(), model=None, data=None, callbacks=(), sa
         extra.append(RunRecorder(out_dir))
         if t.tensorboard:
             extra.append(TensorBoard(str(out_dir / "tensorboard")))
+    keras_callbacks = [c for c in extra if is_keras_callback(c)]
+    if keras_callbacks:  # Keras's own callbacks, run unchanged from deepfit's events
+        extra = [c for c in extra if not is_keras_callback(c)] + [KerasCallbacks(keras_callbacks)]
     backup = attach_backup(extra, out_dir, checkpoint)
-    trainer = make_trainer(cfg, model, -(-len(dataset.x_train) // t.batch_size), extra, shared=own_model)
+    trainer = make_trainer(cfg, model, -(-len(dataset.x_train) // t.batch_size), extra, shared=own_model,
+                           y_example=dataset.y_train[:1])
     note = None
     if status == "resumable" and backup is not None and backup.restore(trainer, len(dataset.x_train)):
         note = f"resumed from {backup.restored_from} (step {int(trainer.state.step)})"

@@ -39,7 +39,15 @@ def _check_modules(node: Any, path: str) -> None:
 def save_model(model: keras.Model, directory: str | Path) -> list[str]:
     """Write ``model.json`` and ``weights.safetensors``; returns the file names."""
     d = Path(directory)
-    write_atomic(d / "model.json", model.to_json(indent=1))
+    try:  # with its compile arguments (optimizer, loss, metrics), so the model reloads compiled
+        text = model.to_json(indent=1)
+    except Exception:  # noqa: BLE001 - compile arguments Keras cannot serialize: the architecture alone
+        compiled, model.compiled = model.compiled, False
+        try:
+            text = model.to_json(indent=1)
+        finally:
+            model.compiled = compiled
+    write_atomic(d / "model.json", text)
     arrays = {f"{i:04d}/{w.path}": np.ascontiguousarray(np.asarray(w.value)) for i, w in enumerate(model.weights)}
     write_atomic(d / "weights.safetensors", save(arrays, metadata={"format": "deepfit-keras-weights"}))
     return ["model.json", "weights.safetensors"]

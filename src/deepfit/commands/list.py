@@ -19,7 +19,19 @@ def _keras(module) -> list[tuple[str, str]]:
     return rows
 
 
+def _named(module, names: list[str], note: str) -> list[tuple[str, str]]:
+    rows = []
+    for name in names:
+        obj = getattr(module, name, None)
+        doc = (inspect.getdoc(obj) or "").strip().splitlines() if obj is not None else []
+        rows.append((name, doc[0] if doc else ("chosen by the labels' shape, as Keras does" if name in
+                                               ("accuracy", "acc") else "")))
+    return rows + ([("", note)] if note else [])
+
+
 def families() -> dict[str, callable]:
+    from deepfit.train.objective import loss_names, metric_names
+
     from deepfit.nn.build import LAYERS
     from deepfit.optim.optimizers import OPTIMIZERS
     from deepfit.optim.schedules import SCHEDULES
@@ -35,10 +47,12 @@ def families() -> dict[str, callable]:
         "regularizers": lambda: _keras(keras.regularizers),
         "constraints": lambda: _keras(keras.constraints),
         "optimizers": lambda: [(n, f"keras.optimizers.{c.__name__}") for n, c in OPTIMIZERS.items()],
-        "losses": lambda: [("sparse_categorical_crossentropy", "integer labels, softmax outputs"),
-                           ("binary_crossentropy", "0/1 labels, one sigmoid output")],
+        "losses": lambda: _named(keras.losses, loss_names(), "loss = { name = ..., from_logits = true } for "
+                                 "outputs without softmax/sigmoid"),
+        "metrics": lambda: _named(keras.metrics, metric_names(), ""),
         "schedules": registry(SCHEDULES),
-        "callbacks": registry(CALLBACKS),
+        "callbacks": lambda: registry(CALLBACKS)() + [
+            (n, "Keras's own, run unchanged") for n in ("ModelCheckpoint", "CSVLogger", "RemoteMonitor")],
         "experiments": lambda: [(e.id, e.title + ("" if e.notebook is None else f" (notebook: {e.notebook})"))
                                 for e in __import__("deepfit.experiments.catalog", fromlist=["CATALOG"]).CATALOG],
     }

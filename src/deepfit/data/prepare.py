@@ -58,6 +58,21 @@ def _scale(x: np.ndarray, how: str, stats: dict[str, np.ndarray]) -> np.ndarray:
 def prepare(raw: RawData, cfg) -> Dataset:
     """Split and scale ``raw`` as a :class:`~deepfit.config.DataConfig` says."""
     n = len(raw.x_train)
+    x_all = np.asarray(raw.x_train)
+    if cfg.scaling == "divide255" and np.issubdtype(x_all.dtype, np.floating) and n and \
+            float(np.min(x_all)) >= 0 and float(np.max(x_all)) <= 1:
+        raise DataError(
+            f"data.scaling = 'divide255' but the training images are already floats within [0, 1] "
+            f"(max {float(np.max(x_all)):.3g}): dividing them by 255 again would leave almost nothing to learn; "
+            f"set data.scaling = 'none' (or pass the raw 0-255 images)")
+    if getattr(cfg, "validation_split", None):
+        # Keras's rule: the *last* fraction of the training data, before any shuffling.
+        at = int(np.floor(n * (1.0 - cfg.validation_split)))
+        x_valid, y_valid = raw.x_train[at:], raw.y_train[at:]
+        x_train, y_train = raw.x_train[:at], raw.y_train[:at]
+        if not len(x_train) or not len(x_valid):
+            raise DataError(f"data.validation_split = {cfg.validation_split} of {n} images leaves an empty split")
+        return _finish(raw, cfg, x_train, y_train, x_valid, y_valid)
     if cfg.validation_size >= n:
         raise DataError(
             f"data.validation_size = {cfg.validation_size} leaves no training images "
@@ -65,6 +80,11 @@ def prepare(raw: RawData, cfg) -> Dataset:
         )
     x_valid, y_valid = raw.x_train[: cfg.validation_size], raw.y_train[: cfg.validation_size]
     x_train, y_train = raw.x_train[cfg.validation_size :], raw.y_train[cfg.validation_size :]
+    return _finish(raw, cfg, x_train, y_train, x_valid, y_valid)
+
+
+def _finish(raw: RawData, cfg, x_train, y_train, x_valid, y_valid) -> Dataset:
+    """Task split, subset and scaling of the two splits."""
     # The task split comes before train_size: the notebook's task B is the first 200 *task* images.
     x_train, y_train = select_task(x_train, y_train, cfg, "train")
     x_valid, y_valid = select_task(x_valid, y_valid, cfg, "valid")

@@ -118,6 +118,9 @@ def make_optimizer(spec: str | Mapping[str, Any],
             f"optimizer {name!r} has no argument {unknown[0]!r}.{did_you_mean(unknown[0], params)} "
             f"Its arguments: {', '.join(params)}."
         )
+    # TOML's `learning_rate = 1` is an integer, which Keras refuses: a float where Keras's default is one.
+    defaults = {p.name: p.default for p in inspect.signature(cls.__init__).parameters.values()}
+    kwargs = {k: float(v) if type(v) is int and isinstance(defaults.get(k), float) else v for k, v in kwargs.items()}
     lr = kwargs.get("learning_rate")
     if lr is not None and (not isinstance(lr, (int, float)) or isinstance(lr, bool) or not lr > 0):
         raise ConfigError(f"optimizer {name!r}: learning_rate must be a positive number, got {lr!r}")

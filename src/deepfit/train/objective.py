@@ -44,8 +44,14 @@ def loss_names() -> list[str]:
 
 def metric_names() -> list[str]:
     """Every Keras metric a config can name (snake_case), plus ``accuracy`` (chosen by label shape)."""
+    from keras.src.utils.naming import to_snake_case
+
     names = {n for n, obj in _keras_objects(keras.metrics).items()
              if n == n.lower() and n not in ("get", "serialize", "deserialize")}
+    # Metrics that exist only as classes (AUC, Precision, Recall, ...), by their snake_case names.
+    names |= {to_snake_case(n) for n, obj in _keras_objects(keras.metrics).items()
+              if inspect.isclass(obj) and issubclass(obj, keras.metrics.Metric) and obj is not keras.metrics.Metric
+              and n not in ("Mean", "Sum", "MeanMetricWrapper")}
     return sorted(names | {"accuracy", "acc"})
 
 
@@ -110,7 +116,10 @@ def resolve_metric(spec: Any) -> Any:
         try:
             keras.metrics.get(spec)
         except (ValueError, TypeError):
-            raise ConfigError(_unknown("metric", spec, metric_names())) from None
+            cls = _class_for(keras.metrics, spec)  # "auc", "precision": classes only
+            if cls is None:
+                raise ConfigError(_unknown("metric", spec, metric_names())) from None
+            return cls()
         return spec
     if spec is None or not callable(spec):
         raise ConfigError(f"a metric must be a Keras metric name, table, function or keras.metrics.Metric; got {spec!r}")
@@ -168,14 +177,17 @@ class Objective:
                    compile_metrics=compiled if compiled is not None else compile_utils.CompileMetrics(None, None))
 
     @classmethod
-    def for_model(cls, loss: Any, metrics: Sequence[Any], model: keras.Model, y_true: Any = None) -> "Objective":
+    def for_model(cls, loss: Any, metrics: Sequence[Any], model: keras.Model, y_true: Any = None,
+                  compile_metrics: Any = None) -> "Objective":
         """A config's loss and metrics for ``model``; without labels, sparse ones for a sparse loss
-        (what deepfit's datasets hold), else labels shaped as the output."""
+        (what deepfit's datasets hold), else labels shaped as the output. ``compile_metrics``: the
+        model's own, once compiled with these metrics (Keras's callbacks then find them)."""
         out = tuple(model.output_shape[1:]) if hasattr(model, "output_shape") else (1,)
         if y_true is None:
             name = loss if isinstance(loss, str) else (loss.get("name") if isinstance(loss, Mapping) else "")
             y_true = np.zeros((1,), np.int32) if "sparse" in str(name) else np.zeros((1, *out), np.float32)
-        return cls(loss, metrics, y_true=y_true, y_pred=np.zeros((1, *out), np.float32))
+        return cls(loss, metrics, y_true=y_true, y_pred=np.zeros((1, *out), np.float32),
+                   compile_metrics=compile_metrics)
 
     # -- the pure function the step calls ---------------------------------------
     def __call__(self, y: Any, y_pred: jax.Array) -> tuple[jax.Array, jax.Array]:

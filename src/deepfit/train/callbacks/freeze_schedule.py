@@ -34,7 +34,7 @@ def swap_optimizer(trainer, optimizer: keras.optimizers.Optimizer, loss: str) ->
     model, old = trainer.model, trainer.state
     optimizer.build(model.trainable_variables)
     trainer.optimizer = optimizer
-    trainer.steps = Steps(model, optimizer, loss, trainer.steps.schedule)
+    trainer.steps = Steps(model, optimizer, trainer.steps.loss, trainer.steps.schedule)  # the same loss and metrics
     trainer.state = TrainState.from_model(model, optimizer).replace(
         step=old.step, lr_scale=old.lr_scale, sums=old.sums
     )

@@ -53,6 +53,31 @@ def check_keras_callbacks(callbacks: Sequence[Any]) -> None:
                 raise ConfigError(f"callback {type(cb).__name__}: {REFUSED[cls.__name__]}")
 
 
+# Keras callbacks a config cannot name: their arguments are Python functions.
+NEEDS_PYTHON = ("LambdaCallback", "LearningRateScheduler", "Callback", "CallbackList", "History")
+
+
+def keras_callback(name: str, kwargs: dict[str, Any]) -> keras.callbacks.Callback | None:
+    """A Keras callback named in a config (``ModelCheckpoint`` or ``model_checkpoint``, Keras's arguments);
+    None when Keras has no callback of that name."""
+    from keras.src.utils.naming import to_snake_case
+
+    wanted = name.replace("-", "_").lower()
+    cls = next((getattr(keras.callbacks, n) for n in dir(keras.callbacks)
+                if isinstance(getattr(keras.callbacks, n), type) and wanted in (n.lower(), to_snake_case(n))), None)
+    if cls is None:
+        return None
+    if cls.__name__ in REFUSED:
+        raise ConfigError(f"callback {name!r}: {REFUSED[cls.__name__]}")
+    if cls.__name__ in NEEDS_PYTHON:
+        raise ConfigError(f"callback {name!r} takes Python functions, which a config cannot hold: pass it from "
+                          f"Python (deepfit.train(cfg, callbacks=[keras.callbacks.{cls.__name__}(...)]))")
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"callback {name!r}: {e}") from None
+
+
 class KerasCallbacks(Callback):
     """Runs ``keras.callbacks.Callback`` objects in deepfit's loop (see the module docstring).
 
