@@ -107,10 +107,15 @@ class ModelConfig(Strict):
     model, keeps all its layers but the last ``drop_last`` (cloned, with their
     trained weights unless ``reuse_weights = false``) and adds ``layers`` on top
     as the new head. A relative path is relative to the working directory.
+
+    ``architecture``: instead of ``layers``, a Keras model's architecture as Keras's JSON
+    (``model.to_json()``), what a run trained on a model handed in from Python records;
+    rebuilt with ``safe_mode=True``, initialized from the seed.
     """
 
     input_shape: list[int] = Field(default_factory=lambda: [28, 28])
-    layers: list[Spec] = Field(min_length=1)
+    layers: list[Spec] = Field(default_factory=list)
+    architecture: str | None = None
     from_run: str | None = None
     drop_last: int = Field(1, ge=0)
     reuse_weights: bool = True
@@ -121,6 +126,14 @@ class ModelConfig(Strict):
         if not v or any(d <= 0 for d in v):
             raise ValueError(f"input_shape needs positive sizes, got {v}")
         return v
+
+    @pydantic.model_validator(mode="after")
+    def _layers_or_architecture(self) -> "ModelConfig":
+        if not self.layers and self.architecture is None:
+            raise ValueError("model.layers needs at least one layer (or model.architecture, Keras's model JSON)")
+        if self.layers and self.architecture is not None and self.from_run is None:
+            raise ValueError("give model.layers or model.architecture, not both")
+        return self
 
     @field_validator("layers")
     @classmethod

@@ -257,6 +257,23 @@ def train_group(configs: Sequence[str | Path | Mapping[str, Any] | Config], outs
     return [b if isinstance(b, Run) else _end(b, seconds) for b in begun]
 
 
+def _record_model(cfg: Config, model: keras.Model) -> Config:
+    """The config of a run trained on ``model`` (from Python): its architecture, and its compile
+    arguments when compiled, replace the config's layers and training words (see keras_model.py)."""
+    from deepfit.keras_model import architecture_json, compile_overrides
+
+    if not model.built:  # a Sequential written without an Input: the config's input_shape builds it
+        try:
+            model.build((None, *cfg.model.input_shape))
+        except Exception as e:  # noqa: BLE001 - Keras's message says what does not fit
+            raise ConfigError(f"the model cannot be built on model.input_shape = {cfg.model.input_shape}: {e}") from None
+    overrides = {"model.architecture": architecture_json(model), "model.layers": [],
+                 "model.input_shape": [int(d) for d in model.input_shape[1:]], **compile_overrides(model)}
+    if cfg.model.from_run is not None:
+        overrides.update({"model.from_run": None})
+    return load_config(cfg, overrides)
+
+
 @dataclass
 class _Begun:
     """A run ready to train: what :func:`_end` needs to record it."""
@@ -279,6 +296,8 @@ def _begin(config, out, *, overrides=(), model=None, data=None, callbacks=(), sa
            resume=False, checkpoint=True, execution: str | None = None) -> "_Begun | Run":
     """Everything before the first step (a finished run, on ``resume``, comes back as its Run)."""
     cfg = load_config(config, overrides)
+    if model is not None:
+        cfg = _record_model(cfg, model)
     config_text = dump_toml(cfg)  # fails now, not after the directory exists
     status = resume_status(out if save else None, cfg) if resume else "fresh"
     if status == "finished":
@@ -292,8 +311,6 @@ def _begin(config, out, *, overrides=(), model=None, data=None, callbacks=(), sa
     own_model = model is None
     if model is None:
         model = build_checked(cfg)
-    elif not model.built:
-        model.build((None, *cfg.model.input_shape))
     if cfg.noise_seed is not None:
         reseed_noise(model, cfg.noise_seed)
     t = cfg.training
@@ -404,4 +421,12 @@ def load_run(directory: str | Path) -> Run:
     final = read_json(d / "final.json", "final record")
     # A diverged run keeps no model (its weights were NaN), only its record and last good checkpoint.
     model = None if final.get("status") == "diverged" and not (d / "model.json").exists() else load_model(d)
+    if model is not None and not getattr(model, "compiled", False):
+        # Saved without its compile arguments: compiled from the config, so model.evaluate works.
+        from deepfit.optim.optimizers import make_optimizer
+        from deepfit.train.objective import resolve_loss, resolve_metric
+
+        t = cfg.training
+        model.compile(optimizer=make_optimizer(t.optimizer), loss=resolve_loss(t.loss),
+                      metrics=[resolve_metric(m) for m in t.metrics])
     return Run(d, cfg, model, history, final)

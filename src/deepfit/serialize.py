@@ -21,14 +21,23 @@ from deepfit.io import write_atomic
 
 
 def _check_modules(node: Any, path: str) -> None:
-    """Refuse any class outside Keras and deepfit before Keras imports anything."""
+    """Refuse any class outside Keras, deepfit and what this process registered with Keras
+    (``@keras.saving.register_keras_serializable()``: a user's own layer, already imported)
+    before Keras imports anything."""
     if isinstance(node, dict):
+        registered = node.get("registered_name")
+        if isinstance(registered, str) and registered in keras.saving.get_custom_objects():
+            for value in node.values():
+                _check_modules(value, path)
+            return
         module = node.get("module")
         if isinstance(module, str) and not (module == "keras" or module.startswith(("keras.", "deepfit."))):
-            raise CheckpointError(f"{path}: refuses to load class from module {module!r} (only Keras and deepfit)")
-        registered = node.get("registered_name")
+            raise CheckpointError(f"{path}: refuses to load class {node.get('class_name')!r} from module {module!r} "
+                                  f"(only Keras, deepfit and classes registered with "
+                                  f"@keras.saving.register_keras_serializable(): register it, then load again)")
         if isinstance(registered, str) and ">" in registered and not registered.startswith("deepfit>"):
-            raise CheckpointError(f"{path}: refuses unknown custom object {registered!r}")
+            raise CheckpointError(f"{path}: refuses unknown custom object {registered!r} (register it with "
+                                  f"@keras.saving.register_keras_serializable() before loading)")
         for value in node.values():
             _check_modules(value, path)
     elif isinstance(node, list):

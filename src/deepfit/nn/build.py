@@ -154,6 +154,10 @@ def build_model(model_cfg, seed: int | None = None) -> keras.Sequential:
         from deepfit.nn.transfer import build_from_run
 
         return build_from_run(cfg, seed)
+    if cfg.architecture is not None:
+        from deepfit.keras_model import build_architecture
+
+        return build_architecture(cfg.architecture, seed)
     if seed is not None:
         keras.utils.set_random_seed(seed)
     layers, counts = [], {}
