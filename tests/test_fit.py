@@ -270,3 +270,41 @@ def test_a_callback_that_needs_tensorflow_is_refused(data, tmp_path):
     x, y, _, _ = data
     with pytest.raises(ConfigError, match="TensorBoard callback needs TensorFlow; use deepfit's"):
         deepfit.fit(mlp(), x, y, callbacks=[keras.callbacks.TensorBoard(str(tmp_path))])
+
+
+# -- out=DIR: deepfit's run directory around the same training ---------------------------------------
+class Interrupt(deepfit.Callback):
+    order = 1001  # after the epoch's checkpoint
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+
+def test_out_dir_records_the_run_and_resumes_bit_for_bit(data, tmp_path):
+    x, y, xv, yv = data
+    make = lambda: mlp(optimizer=lambda: keras.optimizers.Nadam(0.01))  # noqa: E731
+    kw = dict(batch_size=32, epochs=3, validation_data=(xv, yv), seed=4, verbose=0)
+    plain = make()
+    hp = deepfit.fit(plain, x, y, **kw)
+    recorded = make()
+    hr = deepfit.fit(recorded, x, y, out=tmp_path / "run", **kw)
+    assert_same(plain, hp, recorded, hr)
+    run = deepfit.load_run(tmp_path / "run")  # manifest checked
+    assert run.config.seed == 4 and run.config.training.optimizer["name"] == "nadam"
+    assert "dense" in run.config.model.architecture and run.config.training.metrics == ["accuracy"]
+    for a, b in zip(recorded.get_weights(), run.model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+    stopped = make()
+    with pytest.raises(KeyboardInterrupt):
+        deepfit.fit(stopped, x, y, out=tmp_path / "again", callbacks=[Interrupt()], **kw)
+    resumed = make()
+    deepfit.fit(resumed, x, y, out=tmp_path / "again", **kw)
+    for a, b in zip(recorded.get_weights(), resumed.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    finished = make()
+    again = deepfit.fit(finished, x, y, out=tmp_path / "run", **kw)  # already finished: the record comes back
+    assert again.history["val_loss"] == pytest.approx(hr.history["val_loss"])
+    for a, b in zip(recorded.get_weights(), finished.get_weights()):
+        np.testing.assert_array_equal(a, b)

@@ -179,6 +179,7 @@ class TrainingConfig(Strict):
     metrics: list[str | Spec] = Field(default_factory=lambda: ["accuracy"])
     epochs: int = Field(10, ge=1, le=100_000)
     batch_size: int = Field(32, ge=1, le=1_000_000)
+    shuffle: bool = True  # as model.fit's: False keeps the data's order every epoch
     optimizer: Spec = Field(default_factory=lambda: {"name": "sgd", "learning_rate": 0.01})
     schedule: Spec | None = None
     callbacks: list[Spec] = Field(default_factory=list)

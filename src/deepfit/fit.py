@@ -95,6 +95,10 @@ def fit(
     objective = Objective.from_model(model, y[:1], np.zeros((1, *spec.shape[1:]), np.float32))
 
     seed = secrets.randbelow(2**31) if seed is None else int(seed)
+    if out is not None:
+        return _fit_with_run(model, x, y, valid, sample_weight, out=out, seed=seed, batch_size=batch_size,
+                             epochs=epochs, shuffle=shuffle, callbacks=callbacks, verbose=verbose,
+                             initial_epoch=initial_epoch)
     adapter = KerasCallbacks(keras_cbs, verbose=1 if verbose == "auto" else verbose, initial_epoch=initial_epoch)
     steps_per_execution = int(getattr(model, "steps_per_execution", 1) or 1)
     trainer = Trainer(
@@ -103,16 +107,52 @@ def fit(
         eval_batch_size=batch_size, shuffle=shuffle,
     )
     data_y = y if sample_weight is None else (y, np.asarray(sample_weight, np.float32))
-    if out is not None:
-        from deepfit.fit_run import fit_with_run
-
-        fit_with_run(trainer, x, data_y, valid, out=out, seed=seed, batch_size=batch_size, epochs=epochs,
-                     shuffle=shuffle)
-    else:
-        trainer.fit(x, data_y, valid)
+    trainer.fit(x, data_y, valid)
     history = adapter.history
     model.history = history
     return history
+
+
+def _fit_with_run(model, x, y, valid, sample_weight, *, out, seed, batch_size, epochs, shuffle, callbacks, verbose,
+                  initial_epoch) -> keras.callbacks.History:
+    """``fit`` recorded as a deepfit run in ``out``: the model's architecture and compile arguments in
+    ``config.toml`` (they must be Keras's, so the record can be rerun), the seed, metrics, final weights,
+    manifest and checkpoints. Calling it again on an unfinished ``out`` resumes bit for bit; on a finished
+    one it loads the trained weights into ``model`` and returns the recorded history."""
+    from deepfit.data.prepare import Dataset
+    from deepfit.run import load_run, train
+
+    if sample_weight is not None or initial_epoch:
+        raise ConfigError("out=DIR records the run as a config, which has no sample weights or initial_epoch "
+                          "(yet): train without out=, or without those")
+    if valid is None:
+        raise ConfigError("out=DIR needs validation data (validation_data= or validation_split=), "
+                          "as a deepfit run always reports it")
+    xv, yv = valid
+    if isinstance(yv, tuple):
+        raise ConfigError("out=DIR: validation sample weights cannot be recorded (yet); pass (x_val, y_val)")
+    cfg = {"seed": seed, "data": {"source": "arrays", "scaling": "none", "validation_size": len(xv)},
+           "model": {"input_shape": [int(d) for d in x.shape[1:]], "layers": [{"type": "flatten"}]},
+           "training": {"epochs": epochs, "batch_size": batch_size, "shuffle": shuffle, "progress": False,
+                        "eval_batch_size": batch_size}}
+    keras_cbs = [c for c in callbacks if is_keras_callback(c)]
+    adapter = KerasCallbacks(keras_cbs, verbose=1 if verbose == "auto" else verbose)
+    dataset = Dataset(np.asarray(x, np.float32) if x.dtype.kind != "f" else x, y, xv, yv)
+    own = [c for c in callbacks if not is_keras_callback(c)]
+    run = train(cfg, out, model=model, data=dataset, callbacks=[*own, adapter], resume=True)
+    if run.trainer is None:  # finished before: the recorded weights and history
+        done = load_run(out)
+        model.set_weights(done.model.get_weights())
+        history = keras.callbacks.History()
+        history.set_model(model)
+        history.on_train_begin()
+        for row in done.history_rows:
+            history.on_epoch_end(int(row["epoch"]) - 1, {k: v for k, v in row.items()
+                                                          if k not in ("epoch", "seconds", "learning_rate")})
+        model.history = history
+        return history
+    model.history = adapter.history
+    return adapter.history
 
 
 def _check_compiled(model: Any) -> None:

@@ -21,8 +21,22 @@ from deepfit.errors import ConfigError
 
 def architecture_json(model: keras.Model) -> str:
     """Keras's JSON of the model's architecture alone (no weights, no compile arguments)."""
+    from keras.src.utils.naming import to_snake_case
+
     config = keras.saving.serialize_keras_object(model)
     config.pop("compile_config", None)
+    if config.get("class_name") == "Sequential":
+        # Keras numbers default names per session ("dense_7"): the names a fresh session would give make
+        # the record the same for the same network, so a notebook restarted can resume its run.
+        counts: dict[str, int] = {}
+        config["config"]["name"] = "sequential"
+        for layer in config["config"]["layers"]:
+            base = to_snake_case(layer["class_name"])
+            name = layer["config"].get("name", "")
+            if name == base or (name.startswith(base + "_") and name[len(base) + 1:].isdigit()):
+                n = counts.get(base, 0)
+                counts[base] = n + 1
+                layer["config"]["name"] = base if n == 0 else f"{base}_{n}"
     return json.dumps(config, sort_keys=True)
 
 

@@ -191,6 +191,7 @@ def make_trainer(cfg: Config, model: keras.Model, steps_per_epoch: int,
         model, optimizer, loss=objective, batch_size=t.batch_size, epochs=t.epochs, seed=cfg.data_order_seed,
         schedule=schedule, callbacks=callbacks, steps_per_chunk=t.steps_per_chunk,
         eval_batch_size=t.eval_batch_size, program=program_key(cfg, steps_per_epoch) if shared else None,
+        shuffle=t.shuffle,
     )
 
 
