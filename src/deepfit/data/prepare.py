@@ -89,6 +89,8 @@ def _finish(raw: RawData, cfg, x_train, y_train, x_valid, y_valid) -> Dataset:
     x_train, y_train = select_task(x_train, y_train, cfg, "train")
     x_valid, y_valid = select_task(x_valid, y_valid, cfg, "valid")
     x_test, y_test = raw.x_test, raw.y_test
+    if x_test is not None and not len(x_test):  # arrays compared without a test set (python_api writes it empty)
+        x_test, y_test = None, None
     if x_test is not None:
         x_test, y_test = select_task(x_test, y_test, cfg, "test")
     if cfg.train_size is not None:

@@ -238,8 +238,14 @@ def compare(
     address: str | None = None,
     report: bool = True,
     log: Callable[[str], None] | None = None,
+    data: Any = None,
+    **options: Any,
 ) -> "ExperimentResult":
     """Run every (variant, seed) of an experiment, then write its tables (and report).
+
+    From Python, without a file: ``compare({"relu": make_relu, "selu": make_selu}, data=(x, y), seeds=5,
+    epochs=10)``, variants as functions ``seed -> compiled Keras model`` or config dicts, data as arrays
+    (``options``: see :func:`deepfit.experiments.python_api.compare_python`).
 
     Rerunning on the same ``out`` skips finished runs and redoes interrupted
     ones; concurrent calls on one ``out`` share the work. ``backend`` is
@@ -247,8 +253,15 @@ def compare(
     (``address`` of a cluster, or a local Ray); the per-run results do not
     depend on it.
     """
+    from deepfit.experiments.python_api import compare_python, is_python_experiment
     from deepfit.experiments.tables import write_tables
 
+    if is_python_experiment(experiment, data):
+        return compare_python(experiment, data=data, seeds=5 if seeds is None else seeds, out=out, backend=backend,
+                              jobs=jobs, report=report, log=log, **options)
+    if options:
+        raise ConfigError(f"compare: {', '.join(options)} apply to variants given from Python with data=...; "
+                          f"an experiment file sets them in its base config")
     exp = load_experiment(experiment, seeds=seeds, overrides=overrides)
     out_dir = Path(out) if out is not None else Path("experiments") / exp.name
     if out_dir.exists() and not out_dir.is_dir():
@@ -265,8 +278,27 @@ def compare(
     if report:
         from deepfit.report import write_report
 
-        result.report = write_report(out_dir)
+        result.report = Report(write_report(out_dir))
     return result
+
+
+class Report(dict):
+    """The report's files (``{"markdown": path, "html": path}``); calling it displays the report inline
+    in Jupyter (``result.report()``), or gives the Markdown's text elsewhere."""
+
+    def __call__(self):
+        return ReportView(Path(self["html"]), Path(self["markdown"]))
+
+
+class ReportView:
+    def __init__(self, html: Path, markdown: Path):
+        self.html, self.markdown = html, markdown
+
+    def _repr_html_(self) -> str:
+        return self.html.read_text(encoding="utf-8")
+
+    def __repr__(self) -> str:
+        return self.markdown.read_text(encoding="utf-8")
 
 
 def read_experiment(exp_dir: str | Path) -> Experiment:
