@@ -113,3 +113,21 @@ def test_list_losses_and_metrics(capsys):
     out = capsys.readouterr().out
     for name in ("categorical_crossentropy", "huber", "from_logits", "auc", "precision", "top_k_categorical_accuracy"):
         assert name in out
+
+
+def test_logits_with_a_loss_that_expects_probabilities_are_refused(tiny_arrays):
+    cfg = logits_config()
+    cfg["training"]["loss"] = "sparse_categorical_crossentropy"
+    with pytest.raises(ConfigError, match="no activation .* add activation = 'softmax'.* from_logits = true"):
+        deepfit.train(cfg, data=tiny_arrays, save=False)
+
+
+def test_plot_a_runs_learning_curves(tiny_arrays, tmp_path, capsys):
+    from deepfit.cli import main
+
+    deepfit.train(tiny_config(), tmp_path / "run", data=tiny_arrays)
+    assert main(["plot", str(tmp_path / "run")]) == 0
+    png = tmp_path / "run" / "figures" / "learning_curves.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["plot", str(tmp_path / "nothing")]) == 2
+    assert "not a run directory" in capsys.readouterr().err

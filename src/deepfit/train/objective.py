@@ -182,6 +182,7 @@ class Objective:
         """A config's loss and metrics for ``model``; without labels, sparse ones for a sparse loss
         (what deepfit's datasets hold), else labels shaped as the output. ``compile_metrics``: the
         model's own, once compiled with these metrics (Keras's callbacks then find them)."""
+        _check_logits(loss, model)
         out = tuple(model.output_shape[1:]) if hasattr(model, "output_shape") else (1,)
         if y_true is None:
             name = loss if isinstance(loss, str) else (loss.get("name") if isinstance(loss, Mapping) else "")
@@ -240,6 +241,23 @@ class Objective:
                 raise ConfigError(f"metric {m.name!r} cannot run inside deepfit's compiled JAX step "
                                   f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); use a Keras "
                                   f"metric or write it with keras.ops") from None
+
+
+def _check_logits(loss: Any, model: keras.Model) -> None:
+    """A crossentropy that expects probabilities on a last layer without an activation trains silently at
+    chance (the logits are clipped into [0, 1]): name both fixes before training."""
+    name = loss if isinstance(loss, str) else (loss.get("name") if isinstance(loss, Mapping) else None)
+    from_logits = isinstance(loss, Mapping) and loss.get("from_logits")
+    layers = getattr(model, "layers", None)
+    if not isinstance(name, str) or "crossentropy" not in name or from_logits or not layers:
+        return
+    last = layers[-1]
+    activation = getattr(last, "activation", None)
+    if isinstance(last, keras.layers.Dense) and activation in (keras.activations.linear, None):
+        fix = "softmax" if "categorical" in name else "sigmoid"
+        raise ConfigError(f"the last layer has no activation (it outputs logits) but loss {name!r} expects "
+                          f"probabilities: add activation = '{fix}' to the last layer, or use "
+                          f"loss = {{ name = '{name}', from_logits = true }}")
 
 
 def _example(a: Any) -> np.ndarray:
