@@ -27,12 +27,14 @@ def data():
 
 
 def mlp(out=C, activation="softmax", loss="sparse_categorical_crossentropy", metrics=("accuracy",),
-        optimizer=None, dropout=False, **compile_kw):
+        optimizer=None, dropout=False, named=False, **compile_kw):
     keras.utils.set_random_seed(1)
-    layers = [keras.Input((D,)), keras.layers.Dense(16, activation="relu")]
+    # named: the same layer names every time, as a notebook rerun in a fresh kernel gives them
+    name = (lambda n: n) if named else (lambda n: None)  # noqa: E731
+    layers = [keras.Input((D,)), keras.layers.Dense(16, activation="relu", name=name("hidden"))]
     if dropout:
         layers.append(keras.layers.Dropout(0.3))
-    model = keras.Sequential([*layers, keras.layers.Dense(out, activation=activation)])
+    model = keras.Sequential([*layers, keras.layers.Dense(out, activation=activation, name=name("output"))])
     model.compile(optimizer=optimizer() if optimizer else keras.optimizers.SGD(0.05), loss=loss,
                   metrics=list(metrics), **compile_kw)
     return model
@@ -283,7 +285,7 @@ class Interrupt(deepfit.Callback):
 
 def test_out_dir_records_the_run_and_resumes_bit_for_bit(data, tmp_path):
     x, y, xv, yv = data
-    make = lambda: mlp(optimizer=lambda: keras.optimizers.Nadam(0.01))  # noqa: E731
+    make = lambda: mlp(optimizer=lambda: keras.optimizers.Nadam(0.01), named=True)  # noqa: E731
     kw = dict(batch_size=32, epochs=3, validation_data=(xv, yv), seed=4, verbose=0)
     plain = make()
     hp = deepfit.fit(plain, x, y, **kw)
@@ -292,7 +294,7 @@ def test_out_dir_records_the_run_and_resumes_bit_for_bit(data, tmp_path):
     assert_same(plain, hp, recorded, hr)
     run = deepfit.load_run(tmp_path / "run")  # manifest checked
     assert run.config.seed == 4 and run.config.training.optimizer["name"] == "nadam"
-    assert "dense" in run.config.model.architecture and run.config.training.metrics == ["accuracy"]
+    assert "Dense" in run.config.model.architecture and run.config.training.metrics == ["accuracy"]
     for a, b in zip(recorded.get_weights(), run.model.get_weights()):
         np.testing.assert_array_equal(a, b)
 

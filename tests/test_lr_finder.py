@@ -64,8 +64,8 @@ def test_fit_after_find_lr_equals_fit_without_it():
     t1.fit(x, y)
     t2, _, _ = trainer()
     t2.fit(x, y)
-    for a, b in zip(t1.state.trainable + t1.state.non_trainable, t2.state.trainable + t2.state.non_trainable):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    for k, a in t1.state.variables.items():
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(t2.state.variables[k]), err_msg=k)
     assert [h["loss"] for h in t1.history] == [h["loss"] for h in t2.history]
 
 

@@ -23,7 +23,7 @@ class NaNWeightsAt(Callback):
 
     def on_epoch_begin(self, trainer, epoch: int) -> None:
         if epoch == self.epoch:
-            trainer.state = trainer.state.replace(trainable=tuple(w * jnp.nan for w in trainer.state.trainable))
+            trainer.state = trainer.state.replace(params={k: w * jnp.nan for k, w in trainer.state.params.items()})
 
 
 def test_diverged_run_has_no_stale_finite_metrics_in_finals(tmp_path, tiny_arrays):

@@ -117,7 +117,8 @@ def _fit_with_run(model, x, y, valid, sample_weight, *, out, seed, batch_size, e
                   initial_epoch) -> keras.callbacks.History:
     """``fit`` recorded as a deepfit run in ``out``: the model's architecture and compile arguments in
     ``config.toml`` (they must be Keras's, so the record can be rerun), the seed, metrics, final weights,
-    manifest and checkpoints. Calling it again on an unfinished ``out`` resumes bit for bit; on a finished
+    manifest and checkpoints. Calling it again on an unfinished ``out`` with the same model (its layer
+    names included, as a notebook rerun in a fresh kernel gives them) resumes bit for bit; on a finished
     one it loads the trained weights into ``model`` and returns the recorded history."""
     from deepfit.data.prepare import Dataset
     from deepfit.run import load_run, train

@@ -10,19 +10,14 @@ from __future__ import annotations
 
 import json
 import shutil
-from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from deepfit.config import Config, load_config
 from deepfit.errors import ConfigError
 from deepfit.io import MANIFEST
 from deepfit.train.callbacks.backup_and_restore import BackupAndRestore
 from deepfit.train.events import Callback
-
-if TYPE_CHECKING:
-    from deepfit.data.prepare import Dataset
-    from deepfit.train.loop import Trainer
 
 # Settings that change what is shown, never what is computed: a resume may differ in them.
 COSMETIC = ("training.progress",)
@@ -107,19 +102,3 @@ def attach_backup(callbacks: list[Callback], out_dir: Path | None, default: bool
     if backup is not None and backup.backup_dir is None and out_dir is not None:
         backup.backup_dir = out_dir / CHECKPOINTS
     return backup
-
-
-@contextmanager
-def resumed(trainer: "Trainer", backup: BackupAndRestore | None, dataset: "Dataset"):
-    """Around ``trainer.fit`` on the dataset: a run restored after a callback had stopped it only finishes."""
-    stopped, reason = backup.stopped if backup is not None and backup.restored_from else (False, None)
-    epochs = trainer.epochs
-    if stopped:
-        # No epoch may run, but on_fit_begin/end must (early stopping restores its best weights there).
-        trainer.epochs = int(trainer.state.step) // trainer.steps_per_epoch(len(dataset.x_train))
-    try:
-        yield
-    finally:
-        trainer.epochs = epochs
-    if stopped:
-        trainer.stop_reason = reason

@@ -45,7 +45,7 @@ from deepfit.nn.build import reseed_noise
 from deepfit.optim.plan import make_optimizer_and_schedule
 from deepfit.serialize import load_model, save_model
 from deepfit.preflight import build_checked, check_resources
-from deepfit.resume import attach_backup, resume_status, resumed  # also registers backup_and_restore
+from deepfit.resume import attach_backup, resume_status  # also registers backup_and_restore
 from deepfit.train import compile_cache
 from deepfit.train.callbacks import make_callback
 from deepfit.train.callbacks.early_stopping import EarlyStopping
@@ -226,8 +226,7 @@ def train(
     if isinstance(begun, Run):
         return begun
     started = time.perf_counter()
-    with resumed(begun.trainer, begun.backup, begun.dataset):
-        begun.trainer.fit(*begun.fit_data)
+    begun.trainer.fit(*begun.fit_data)
     return _end(begun, time.perf_counter() - started)
 
 
@@ -240,8 +239,6 @@ def train_group(configs: Sequence[str | Path | Mapping[str, Any] | Config], outs
     The fastest way to train seeds on an accelerator; on a CPU one worker per core is faster
     (``deepfit compare`` chooses). Runs that cannot share a program train one after another.
     """
-    from contextlib import ExitStack
-
     from deepfit.train.group import Group
 
     if len(configs) != len(outs):
@@ -250,10 +247,7 @@ def train_group(configs: Sequence[str | Path | Mapping[str, Any] | Config], outs
     begun = [_begin(c, o, execution=execution, **options) for c, o in zip(configs, outs)]
     training = [b for b in begun if not isinstance(b, Run)]
     started = time.perf_counter()
-    with ExitStack() as stack:
-        for b in training:
-            stack.enter_context(resumed(b.trainer, b.backup, b.dataset))
-        Group([b.trainer for b in training]).fit([b.fit_data for b in training])
+    Group([b.trainer for b in training]).fit([b.fit_data for b in training])
     seconds = (time.perf_counter() - started) / max(1, len(training))  # a member's share of the group's time
     return [b if isinstance(b, Run) else _end(b, seconds) for b in begun]
 
@@ -285,7 +279,7 @@ class _Begun:
     model: keras.Model
     trainer: Trainer
     backup: Any
-    note: str | None
+    resuming: bool
 
     @property
     def fit_data(self) -> tuple:
@@ -338,18 +332,19 @@ def _begin(config, out, *, overrides=(), model=None, data=None, callbacks=(), sa
     backup = attach_backup(extra, out_dir, checkpoint)
     trainer = make_trainer(cfg, model, -(-len(dataset.x_train) // t.batch_size), extra, shared=own_model,
                            y_example=dataset.y_train[:1])
-    note = None
-    if status == "resumable" and backup is not None and backup.restore(trainer, len(dataset.x_train)):
-        note = f"resumed from {backup.restored_from} (step {int(trainer.state.step)})"
-    elif status == "resumable":
-        note = "no checkpoint to resume from: the run starts again from the beginning"
-    return _Begun(cfg, out_dir, dataset, model, trainer, backup, note)
+    if backup is not None:
+        backup.restore_on_begin = status == "resumable"  # the backup restores as fit begins
+    return _Begun(cfg, out_dir, dataset, model, trainer, backup, status == "resumable")
 
 
 def _end(b: _Begun, seconds: float) -> Run:
     """The final record, the model and the manifest of a run that has trained."""
-    cfg, out_dir, dataset, model, trainer, backup, note = (b.cfg, b.out_dir, b.dataset, b.model, b.trainer,
-                                                           b.backup, b.note)
+    cfg, out_dir, dataset, model, trainer, backup = b.cfg, b.out_dir, b.dataset, b.model, b.trainer, b.backup
+    note = None
+    if backup is not None and backup.restored_from is not None:
+        note = f"resumed from {backup.restored_from} (step {backup.restored_step})"
+    elif b.resuming:
+        note = "no checkpoint to resume from: the run starts again from the beginning"
     final = final_record(trainer, dataset, seconds)
     run = Run(out_dir, cfg, model, trainer.history, final, trainer, note)
     if out_dir is not None:

@@ -21,6 +21,8 @@ layers' seed states (``jax.lax.map``, vmapped in chunks: see :func:`mc_predict`)
 
 from __future__ import annotations
 
+import weakref
+from typing import Any
 from dataclasses import dataclass
 
 import jax
@@ -110,18 +112,31 @@ def _padded_batches(x: np.ndarray, size: int):
         yield chunk, n
 
 
+# One compiled inference pass per model, kept while the model lives: a comparison calls
+# predict_proba once per seed and data split, and each call used to trace and compile anew.
+_FORWARD: "weakref.WeakKeyDictionary[keras.Model, Any]" = weakref.WeakKeyDictionary()
+
+
+def inference_pass(model: keras.Model):
+    """``model``'s compiled deterministic forward pass ``(trainable, non_trainable, x) → outputs``."""
+    forward = _FORWARD.get(model)
+    if forward is None:
+        @jax.jit
+        def forward(trainable, non_trainable, xb):
+            with mc_dropout_off():  # "deterministic" must hold for MC dropout layers too
+                return model.stateless_call(trainable, non_trainable, xb, training=False)[0]
+
+        _FORWARD[model] = forward
+    return forward
+
+
 def predict_proba(model: keras.Model, x, batch_size: int = 1000) -> np.ndarray:
     """One deterministic pass in inference mode, as class probabilities ``(n, k)``; MC dropout layers do not sample."""
     x = np.asarray(x, dtype=np.float32)
     size = max(1, min(batch_size, len(x)))
     trainable = [v.value for v in model.trainable_variables]
     non_trainable = [v.value for v in model.non_trainable_variables]
-
-    @jax.jit
-    def forward(trainable, non_trainable, xb):
-        with mc_dropout_off():  # "deterministic" must hold for MC dropout layers too
-            return model.stateless_call(trainable, non_trainable, xb, training=False)[0]
-
+    forward = inference_pass(model)
     out = [np.asarray(forward(trainable, non_trainable, xb))[:n] for xb, n in _padded_batches(x, size)]
     return class_probabilities(np.concatenate(out))
 

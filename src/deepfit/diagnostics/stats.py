@@ -37,8 +37,8 @@ import keras
 import numpy as np
 from keras.src import backend as keras_backend
 
-from deepfit.train.state import TrainState
-from deepfit.train.step import Schedule, Steps
+from deepfit.train.state import Layout, TrainState
+from deepfit.train.step import Schedule, Steps, flags_set, trainable_weights
 
 SATURATION_MARGIN = 0.01
 BOUNDS = {"sigmoid": (0.0, 1.0), "hard_sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0), "softsign": (-1.0, 1.0)}
@@ -58,7 +58,7 @@ class Probe:
     name: str
     kind: str  # class name, e.g. "Dense"
     activation: str  # Keras activation name, or the layer's snake-case name ("leaky_relu")
-    weights: tuple[int, ...]  # indices into model.trainable_variables
+    weights: tuple[str, ...]  # keys of its weights in the training state
     size: int  # number of weight entries
 
     @property
@@ -83,21 +83,26 @@ def activation_name(layer: keras.layers.Layer) -> str:
     return keras.src.utils.naming.to_snake_case(type(layer).__name__)
 
 
-def probes(model: keras.Model) -> list[Probe]:
-    """The layers :class:`StatsSteps` records, in depth order."""
+def probes(model: keras.Model, layout: Layout | None = None) -> list[Probe]:
+    """The layers :class:`StatsSteps` records, in depth order (``layout``: the training state's keys)."""
     if not isinstance(model, keras.Sequential):
         raise TypeError(f"layer statistics need a keras.Sequential model, got {type(model).__name__}")
-    position = {id(v): i for i, v in enumerate(model.trainable_variables)}
+    if layout is None:
+        optimizer = keras.optimizers.SGD()
+        optimizer.build(trainable_weights(model))
+        layout = Layout(model, optimizer)
+    params = set(layout.param_keys)
     out = []
     for i, layer in enumerate(model.layers):
         if isinstance(layer, _SKIP):
             continue
-        kernel = [v for v in layer.trainable_variables if v.name == "kernel"]
-        weights = kernel or list(layer.trainable_variables)
+        own = [v for v in layer.variables if layout.model_keys[id(v)] in params]  # frozen or not
+        kernel = [v for v in own if v.name == "kernel"]
+        weights = kernel or own
         if not weights and activation_name(layer) == "linear":
             continue  # nothing to see: no weights and an identity output
         out.append(Probe(i, layer.name, type(layer).__name__, activation_name(layer),
-                         tuple(position[id(v)] for v in weights), int(sum(np.prod(v.shape) for v in weights))))
+                         layout.keys_of(weights), int(sum(np.prod(v.shape) for v in weights))))
     return out
 
 
@@ -119,14 +124,15 @@ def _norm(arrays) -> jax.Array:
     return jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in arrays))
 
 
-def weight_stats(probe: Probe, grads, before, after) -> dict[str, jax.Array]:
-    """grad_norm and update_ratio of one layer's weights for one step."""
+def weight_stats(probe: Probe, grads: dict, before: dict, after: dict) -> dict[str, jax.Array]:
+    """grad_norm and update_ratio of one layer's weights for one step (a frozen layer has no gradient)."""
+    nan = jnp.asarray(jnp.nan, jnp.float32)
     if not probe.weights:
-        nan = jnp.asarray(jnp.nan, jnp.float32)
         return {"grad_norm": nan, "update_ratio": nan}
-    pick = lambda values: [values[i] for i in probe.weights]  # noqa: E731
+    pick = lambda values: [values[k] for k in probe.weights]  # noqa: E731
     change = [b - a for a, b in zip(pick(before), pick(after))]
-    return {"grad_norm": _norm(pick(grads)), "update_ratio": _norm(change) / _norm(pick(before))}
+    grad_norm = _norm(pick(grads)) if all(k in grads for k in probe.weights) else nan
+    return {"grad_norm": grad_norm, "update_ratio": _norm(change) / _norm(pick(before))}
 
 
 def stats_table(outputs, grads, before, after, layers: list[Probe]) -> dict[str, jax.Array]:
@@ -142,51 +148,43 @@ class StatsSteps(Steps):
     inactive row), the ordinary step, and the step with statistics (when the
     global step is a multiple of ``every_n_steps``, so step 0 shows the
     initialization). Only the chosen branch runs, so the other steps cost what
-    they cost without statistics. ``run_chunk`` keeps the chunk's statistics in
-    ``last_stats``: arrays (K, L) per statistic, plus ``taken`` (K,) and ``step`` (K,).
+    they cost without statistics. ``run_chunk``'s aux holds the chunk's statistics:
+    arrays (K, L) per statistic, plus ``taken`` (K,) and ``step`` (K,).
     """
 
     def __init__(self, model: keras.Model, optimizer: keras.optimizers.Optimizer, loss: str,
-                 schedule: Schedule | None = None, every_n_steps: int = 100):
+                 schedule: Schedule | None = None, layout: Layout | None = None, every_n_steps: int = 100):
         if int(every_n_steps) < 1:
             raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}")
         self.every_n_steps = int(every_n_steps)
-        self.layers = probes(model)
-        super().__init__(model, optimizer, loss, schedule)
-        self.last_stats: dict[str, np.ndarray] | None = None
-        compiled = self.run_chunk
+        super().__init__(model, optimizer, loss, schedule, layout)
+        self.layers = probes(model, self.layout)
         self.stats_step = jax.jit(self._stats_step)
 
-        def run_chunk(state, x_all, y_all, idx, active):
-            state, losses, rates, stats = compiled(state, x_all, y_all, idx, active)
-            self.last_stats = stats
-            return state, losses, rates
-
-        self.run_chunk = run_chunk
-
-    def _objective_with_outputs(self, trainable, non_trainable, x, y):
+    def _objective_with_outputs(self, trainable: dict, state: TrainState, x, y):
         """``_objective`` with every layer's output as aux: Keras's stateless_call, layer by layer."""
-        model = self.model
-        mapping = list(zip(model.trainable_variables, trainable)) + list(zip(model.non_trainable_variables,
-                                                                             non_trainable))
+        model, variables = self.model, {**state.variables, **trainable}
+        mapping = [(self.layout.variables[k], v) for k, v in variables.items()]
         outputs = []
-        with keras_backend.StatelessScope(state_mapping=mapping, collect_losses=True) as scope:
+        with flags_set(model, self.flags), keras_backend.StatelessScope(state_mapping=mapping,
+                                                                        collect_losses=True) as scope:
             h = x
             for layer in model.layers:
                 # As Sequential.call: training only goes to layers whose call takes it.
                 h = layer(h, training=True) if layer._call_has_training_arg else layer(h)
                 outputs.append(h)
             reg_losses = model.losses
-        non_trainable = [scope.get_current_value(v) for v in model.non_trainable_variables]
+        updated = {k: scope.get_current_value(self.layout.variables[k]) for k in self.non_trainable_keys}
         loss, correct = self.loss(y, h)
         total = loss + sum(reg_losses) if reg_losses else loss
-        return total, (non_trainable, correct, outputs)
+        return total, (updated, correct, outputs)
 
     def _stats_step(self, state: TrainState, x, y):
-        (loss, (non_trainable, correct, outputs)), grads = jax.value_and_grad(
-            self._objective_with_outputs, has_aux=True)(state.trainable, state.non_trainable, x, y)
-        new, loss, rate = self.apply_gradients(state, grads, loss, correct, non_trainable, x.shape[0])
-        return new, loss, rate, stats_table(outputs, grads, state.trainable, new.trainable, self.layers)
+        trainable = {k: state.params[k] for k in self.trainable_keys}
+        (loss, (updated, correct, outputs)), grads = jax.value_and_grad(
+            self._objective_with_outputs, has_aux=True)(trainable, state, x, y)
+        new, loss, rate = self.apply_gradients(state, grads, loss, correct, updated, x.shape[0])
+        return new, loss, rate, stats_table(outputs, grads, state.params, new.params, self.layers)
 
     def _run_chunk(self, state: TrainState, x_all, y_all, idx, active):
         blank = {k: jnp.zeros((len(self.layers),), jnp.float32) for k in STATS}
@@ -218,9 +216,9 @@ def layer_stats(model: keras.Model, x, y, *, loss: str = "sparse_categorical_cro
     """
     optimizer = keras.optimizers.get(optimizer or keras.optimizers.SGD(0.01))
     if not optimizer.built:
-        optimizer.build(model.trainable_variables)
+        optimizer.build(trainable_weights(model))
     steps = StatsSteps(model, optimizer, loss, every_n_steps=1)
-    state = TrainState.from_model(model, optimizer).replace(sums=steps.loss.zeros())
+    state = TrainState.from_model(steps.layout).replace(sums=steps.loss.zeros())
     *_, stats = steps.stats_step(state, jnp.asarray(x), jnp.asarray(y))
     return frame_rows(steps.layers, {k: np.asarray(v)[None] for k, v in stats.items()}, steps=[0])
 

@@ -156,11 +156,9 @@ def find_lr(
     trainer, x, y = _trainer_and_data(source, data, overrides)
     n = steps or trainer.steps_per_epoch(len(x))
     sweep = _Sweep(n, beta, diverge)
-    finder = Trainer(trainer.model, trainer.optimizer, batch_size=trainer.batch_size,
+    finder = Trainer(trainer.model, trainer.optimizer, loss=trainer.loss, batch_size=trainer.batch_size,
                      epochs=math.ceil(n / trainer.steps_per_epoch(len(x))), seed=trainer.seed,
                      schedule=sweep_schedule(min_rate, max_rate, n), callbacks=[sweep], shuffle=trainer.shuffle)
-    # The loss function is the trainer's own (the Trainer keeps the compiled function, not its name).
-    finder.steps.loss = trainer.steps.loss
     saved = trainer.state
     finder.state = saved.replace(step=jnp.zeros((), jnp.int32), lr_scale=jnp.ones((), jnp.float32))
     try:
@@ -169,7 +167,7 @@ def find_lr(
         # JAX arrays are immutable: the saved state is an exact snapshot; write it back into the
         # Keras variables, which the sweep's fit overwrote.
         trainer.state = saved
-        saved.to_model(trainer.model, trainer.optimizer)
+        saved.to_model(trainer.layout)
     rates, losses, smoothed = (np.asarray(a, np.float64) for a in (sweep.rates, sweep.losses, sweep.smoothed))
     suggestion, reason = suggest(rates, smoothed, skip_begin, skip_end)
     settings = {"min_rate": min_rate, "max_rate": max_rate, "steps": n, "beta": beta, "diverge": diverge,

@@ -1,10 +1,12 @@
 """Keras optimizers whose momentum is a schedule of their own step (for 1cycle).
 
 Keras holds SGD's ``momentum`` and the Adam family's ``beta_1`` as Python
-constants. These subclasses read them from ``momentum_schedule(iterations)``
-instead, where ``iterations`` is the optimizer's own counter (0 on the first
-update, the same step the rate schedule sees), so the value varies inside the
-compiled loop and resumes exactly. ``beta_2`` is never scheduled. Without a
+constants. These subclasses read them from ``momentum_schedule(step)``
+instead, where ``step`` is the optimizer's ``schedule_step`` variable: deepfit's
+trainer writes its clock (``state.step``, the step the rate schedule sees) into
+it before every update, and the optimizer advances it itself when Keras's own
+``fit`` drives it. Keras's ``iterations`` is not that clock: a freeze schedule
+resets it with the rest of the optimizer, as the notebook's recompile does. ``beta_2`` is never scheduled. Without a
 schedule each class is Keras's own, unchanged.
 
 Two notes where results can differ from Keras 2 (the notebook):
@@ -26,13 +28,33 @@ from keras import ops
 MomentumSchedule = Callable[[Any], Any]
 
 
+CLOCK = "schedule_step"
+
+
 def _counter(optimizer: keras.optimizers.Optimizer) -> Any:
     # `.value` is the traced value inside stateless_apply's scope, the variable's value outside.
-    return optimizer.iterations.value
+    return optimizer._schedule_step.value
+
+
+class _Clock:
+    """Mixin: with a momentum schedule, the optimizer holds its own ``schedule_step`` variable."""
+
+    def build(self, variables):
+        if self.built:
+            return
+        super().build(variables)
+        if self.__dict__.get("momentum_schedule") is not None:
+            self._schedule_step = self.add_variable(shape=(), initializer="zeros", dtype="int", name=CLOCK)
+
+    def apply(self, grads, trainable_variables=None):
+        out = super().apply(grads, trainable_variables)
+        if self.__dict__.get("momentum_schedule") is not None:
+            self._schedule_step.assign_add(1)
+        return out
 
 
 @keras.saving.register_keras_serializable(package="deepfit")
-class SGD(keras.optimizers.SGD):
+class SGD(_Clock, keras.optimizers.SGD):
     """Keras's SGD with ``momentum`` read from ``momentum_schedule(step)`` when given.
 
     ``v ← momentum_t · v − lr_t · g``; ``w ← w + v`` (Nesterov: ``w ← w +
@@ -65,7 +87,7 @@ class SGD(keras.optimizers.SGD):
             self.assign_add(variable, m)
 
 
-class _ScheduledBeta1:
+class _ScheduledBeta1(_Clock):
     """Mixin for the Adam family: ``beta_1`` is ``momentum_schedule(step)`` when one is set.
 
     Keras's update code reads ``self.beta_1`` wherever it needs it, so a

@@ -9,7 +9,7 @@ and restore its own state, so a resumed run continues exactly.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
@@ -32,6 +32,7 @@ class Chunk:
     stop: int
     losses: np.ndarray  # per-step training loss, host copy
     rates: np.ndarray  # per-step learning rate
+    aux: dict = field(default_factory=dict)  # what the step recorded besides (layer statistics), host copies
 
 
 class Callback:

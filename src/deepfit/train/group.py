@@ -9,7 +9,7 @@ this 2-core CPU it gains little (1.3x for the notebook's network, slower for the
 100-layer one: ``benchmarks/bench_groups.py``), where one worker per core wins.
 
 Members whose next chunks cannot share a program (another step function, as
-after a freeze schedule's optimizer swap; other shapes; other data) run one
+in another phase of a freeze schedule; other shapes; other data) run one
 after another instead: a group is split, never refused. vmap changes how XLA
 orders some sums, so a member equals the same run trained alone to float
 tolerance (tested), not bit for bit; a group is deterministic run to run.
@@ -94,6 +94,6 @@ class Group:
         active = np.stack([requests[s][1] if p == s else np.zeros_like(requests[s][1])
                            for p, s in enumerate(source)])
         states = stack([self.trainers[s].state for s in source])
-        state, losses, rates = vmapped_chunk(first.steps)(states, first.x_all, first.y_all, idx, active)
+        state, losses, rates, aux = vmapped_chunk(first.steps)(states, first.x_all, first.y_all, idx, active)
         unstacked = unstack(state, len(source))
-        return [(unstacked[p], losses[p], rates[p]) for p in members]
+        return [(unstacked[p], losses[p], rates[p], jax.tree.map(lambda a: a[p], aux)) for p in members]

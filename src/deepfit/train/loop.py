@@ -19,8 +19,9 @@ import numpy as np
 
 from deepfit.train import compile_cache
 from deepfit.train.events import Callback, CallbackList, Chunk, StopTraining
-from deepfit.train.state import TrainState
-from deepfit.train.step import Schedule, Steps, shared_steps
+from deepfit.train.state import Layout, TrainState
+from deepfit.train.objective import as_objective
+from deepfit.train.step import Schedule, Steps, StepsFactory, layer_flags, shared_steps, trainable_weights
 
 # Streams of randomness derived from the run's seed (init uses the seed itself).
 DATA_ORDER = 1
@@ -33,6 +34,10 @@ class Trainer:
     ``order`` overrides it with an explicit permutation per epoch (tests).
     ``program``: a key under which this process keeps the compiled step for the next
     trainer of the same shape (see :func:`deepfit.train.step.shared_steps`).
+
+    The trainer owns its step factory: a callback that must see inside the step (layer
+    statistics) names its :class:`~deepfit.train.step.Steps` subclass as ``steps_factory``,
+    and whatever changes the frozen layers (a freeze schedule) calls :meth:`refresh_steps`.
     """
 
     def __init__(
@@ -64,18 +69,31 @@ class Trainer:
         asked = [c.every_n_steps for c in self.callbacks if c.every_n_steps]
         self.steps_per_chunk = min([steps_per_chunk or math.inf, *asked])
         if not optimizer.built:
-            optimizer.build(model.trainable_variables)
-        # A callback that must see inside the step (layer_stats) supplies its own compiled
-        # variant through make_steps; without one the default step stays exactly as it is.
-        make_steps = next((c.make_steps for c in self.callbacks if hasattr(c, "make_steps")), None)
-        if make_steps is not None:
-            self.steps = make_steps(model, optimizer, loss, schedule)
-        else:
-            self.steps = shared_steps(program, lambda: Steps(model, optimizer, loss, schedule))
-        self.state = TrainState.from_model(model, optimizer).replace(sums=self.steps.loss.zeros())
+            optimizer.build(trainable_weights(model))
+        # One objective (Keras's loss and metrics) for every step this trainer builds: the sums keep one shape.
+        self.loss, self.schedule, self.program = as_objective(loss, model), schedule, program
+        self.layout = Layout(model, optimizer)
+        factories = [c.steps_factory for c in self.callbacks if getattr(c, "steps_factory", None)]
+        if len(factories) > 1:
+            raise ValueError("two callbacks each want their own compiled step; use one of them")
+        self.steps_factory: StepsFactory = factories[0] if factories else Steps
+        self._steps: dict[tuple, Steps] = {}
+        self.refresh_steps()
+        self.state = TrainState.from_model(self.layout).replace(sums=self.loss.zeros())
+        self.fresh_optimizer = self.state.optimizer  # what a phase that resets the optimizer starts from
         self.history: list[dict[str, Any]] = []
         self.stop_training = False
         self.stop_reason: str | None = None
+
+    def refresh_steps(self) -> Steps:
+        """The compiled steps for the layers trainable now (built once per set of flags)."""
+        flags = layer_flags(self.model)
+        if flags not in self._steps:
+            key = None if self.program is None else (self.program, flags, self.steps_factory)
+            self._steps[flags] = shared_steps(key, lambda: self.steps_factory(
+                self.model, self.optimizer, self.loss, self.schedule, layout=self.layout))
+        self.steps = self._steps[flags]
+        return self.steps
 
     # -- data order -------------------------------------------------------
     def epoch_order(self, epoch: int, n: int) -> np.ndarray:
@@ -143,14 +161,14 @@ class Trainer:
         except StopTraining as stop:
             self.stop_reason = str(stop)
         finally:
-            self.state.to_model(self.model, self.optimizer)
+            self.state.to_model(self.layout)
             self.callbacks("on_fit_end", self)
 
     def _run(self, epoch: int, idx: np.ndarray, active: np.ndarray):
         first = int(self.state.step)
-        self.state, losses, rates = yield idx, active
+        self.state, losses, rates, aux = yield idx, active
         losses, rates = np.asarray(losses)[active], np.asarray(rates)[active]
-        self.callbacks("on_chunk_end", self, Chunk(epoch, first, first + int(active.sum()), losses, rates))
+        self.callbacks("on_chunk_end", self, Chunk(epoch, first, first + int(active.sum()), losses, rates, aux))
 
     def _epoch_logs(self, epoch: int, seconds: float, validation_data) -> dict[str, Any]:
         logs: dict[str, Any] = {"epoch": epoch + 1, **self.steps.loss.logs(self.state.sums)}
@@ -163,9 +181,9 @@ class Trainer:
     @property
     def learning_rate(self) -> float:
         """The rate the last step used (what Keras's ``optimizer.learning_rate`` reads after it)."""
-        if self.steps.lr_index is None:
-            return float(self.optimizer.learning_rate)
-        return float(self.state.optimizer[self.steps.lr_index])
+        if self.steps.lr_key is not None:
+            return float(self.state.optimizer[self.steps.lr_key])
+        return float(self.steps.rate(self.state.replace(step=jnp.maximum(self.state.step - 1, 0))))
 
     def evaluate(self, x, y, state: TrainState | None = None) -> tuple[float, float]:
         """Mean loss (regularization included, as Keras reports it) and accuracy, inference mode."""
@@ -178,14 +196,14 @@ class Trainer:
         state = state or self.state
         sums = np.zeros(self.steps.loss.size, np.float32)  # float32 as Keras accumulates: the same numbers
         for xb, yb in batches(on_device(x), on_device(y), self.eval_batch_size):
-            sums += np.asarray(self.steps.evaluate_batches(state.trainable, state.non_trainable, xb, yb))
+            sums += np.asarray(self.steps.evaluate_batches(state.variables, xb, yb))
         return self.steps.loss.logs(sums, prefix)
 
     def predict(self, x, state: TrainState | None = None) -> np.ndarray:
         """Model outputs in inference mode, batched."""
         state = state or self.state
         x, size = np.asarray(x), self.eval_batch_size
-        return np.concatenate([np.asarray(self.steps.forward(state.trainable, state.non_trainable, x[i : i + size]))
+        return np.concatenate([np.asarray(self.steps.forward(state.variables, x[i : i + size]))
                                for i in range(0, len(x), size)])
 
 

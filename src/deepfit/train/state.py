@@ -1,15 +1,22 @@
-"""The whole training state as one explicit pytree.
+"""The whole training state as one explicit pytree, keyed by variable path.
 
 Everything that changes while training lives here, so a copy of it is a
 snapshot (the LR finder restores one, early stopping keeps one, a checkpoint
 saves one) and the compiled step is a pure function of it. The epoch and the
 position inside the epoch's shuffled order are derived from ``step``.
+
+The keys do not depend on which layers are frozen: ``params`` holds every weight
+the optimizer covers, frozen or not, and freezing only masks their updates (as
+optax's ``masked``). So the state saved in one phase of a freeze schedule loads
+into the trainer of any other, and a checkpoint is the same file whatever the
+flags were when it was written.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+import re
+from typing import Any, Iterable
 
 import jax
 import jax.numpy as jnp
@@ -20,50 +27,113 @@ import numpy as np
 N_SUMS = 3
 
 
+def _relative(path: str, prefix: str) -> str | None:
+    return path[len(prefix) + 1:] if prefix and path.startswith(prefix + "/") else None
+
+
+class Layout:
+    """Which key names which Keras variable, for one model and its optimizer.
+
+    Model variables are keyed ``"<layer name>/<variable>"`` (``"dense_1/kernel"``,
+    ``"dropout/seed_generator_state"``): Keras's own paths carry the model's and
+    the seed generators' process-wide counters (``sequential_3``,
+    ``seed_generator_12``), which would make a checkpoint unreadable by the next
+    process. Optimizer variables are keyed by name (``"iteration"``,
+    ``"learning_rate"``) or, for a weight's slot, ``"<weight key>:<slot>"``
+    (``"dense_1/kernel:momentum"``): that is how a frozen weight's slots are found.
+    """
+
+    def __init__(self, model: keras.Model, optimizer: keras.optimizers.Optimizer):
+        self.model_keys: dict[int, str] = {}
+        self.variables: dict[str, keras.Variable] = {}
+        for layer in model.layers:
+            for v in layer.variables:
+                rel = _relative(v.path, getattr(layer, "path", "")) or v.name
+                self._add(f"{layer.name}/{rel}", v)
+        for v in model.variables:  # variables the model holds outside its layers
+            if id(v) not in self.model_keys:
+                self._add(_relative(v.path, model.name) or v.path, v)
+        covered = {id(v) for v in optimizer._trainable_variables}
+        self.param_keys = tuple(k for k, v in self.variables.items() if id(v) in covered)
+        self.buffer_keys = tuple(k for k, v in self.variables.items() if id(v) not in covered)
+        missing = len(covered) - len(self.param_keys)
+        if missing:
+            raise ValueError(f"the optimizer was built for {missing} variable(s) the model does not hold: "
+                             "build it for this model's weights (or pass an unbuilt optimizer)")
+
+        tokens = sorted(((self.variables[k].path.replace("/", "_") + "_", k) for k in self.param_keys),
+                        key=lambda t: -len(t[0]))
+        self.optimizer_vars: dict[str, keras.Variable] = {}
+        self.slot_owner: dict[str, str] = {}  # optimizer key → the weight key it belongs to
+        for i, v in enumerate(optimizer.variables):
+            rel = v.path.split("/", 1)[-1]
+            owner = next(((tok, k) for tok, k in tokens if rel.startswith(tok)), None)
+            key = rel if owner is None else f"{owner[1]}:{rel[len(owner[0]):]}"
+            if owner is None and re.fullmatch(r"variable(_\d+)?", rel):
+                key = f"variable@{i}"  # unnamed (Nadam's u_product): Keras numbers it process-wide
+            if key in self.optimizer_vars:
+                raise ValueError(f"two optimizer variables map to the key {key!r}")
+            self.optimizer_vars[key] = v
+            if owner is not None:
+                self.slot_owner[key] = owner[1]
+
+    def _add(self, key: str, v: keras.Variable) -> None:
+        if key in self.variables:
+            raise ValueError(f"two variables of the model map to the key {key!r}: give its layers unique names")
+        self.model_keys[id(v)] = key
+        self.variables[key] = v
+
+    def keys_of(self, variables: Iterable[keras.Variable]) -> tuple[str, ...]:
+        return tuple(self.model_keys[id(v)] for v in variables)
+
+
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class TrainState:
     """Model, optimizer and loop state. Immutable: ``state.replace(step=...)`` makes a new one."""
 
-    trainable: tuple
-    non_trainable: tuple  # BatchNorm moving statistics and dropout seed-generator states
-    optimizer: tuple  # Keras optimizer variables: iteration, learning rate, slots
-    step: jax.Array  # global step (int32)
+    params: dict  # every weight the optimizer covers, frozen or not
+    buffers: dict  # BatchNorm moving statistics and dropout seed-generator states
+    optimizer: dict  # Keras optimizer variables: iteration, learning rate, slots (see Layout)
+    step: jax.Array  # global step (int32): the one clock every schedule reads
     lr_scale: jax.Array  # multiplies the scheduled rate (reduce-on-plateau writes it)
     sums: jax.Array  # this epoch's running metric sums, see N_SUMS
 
     def replace(self, **changes: Any) -> "TrainState":
         return dataclasses.replace(self, **changes)
 
+    @property
+    def variables(self) -> dict:
+        """Every model variable by key: weights and buffers."""
+        return {**self.params, **self.buffers}
+
     @classmethod
-    def from_model(cls, model: keras.Model, optimizer: keras.optimizers.Optimizer) -> "TrainState":
-        value = lambda vs: tuple(jnp.asarray(v.value) for v in vs)  # noqa: E731
+    def from_model(cls, layout: Layout) -> "TrainState":
+        value = lambda vs: {k: jnp.asarray(v.value) for k, v in vs}  # noqa: E731
         return cls(
-            trainable=value(model.trainable_variables),
-            non_trainable=value(model.non_trainable_variables),
-            optimizer=value(optimizer.variables),
+            params=value((k, layout.variables[k]) for k in layout.param_keys),
+            buffers=value((k, layout.variables[k]) for k in layout.buffer_keys),
+            optimizer=value(layout.optimizer_vars.items()),
             step=jnp.zeros((), jnp.int32),
             lr_scale=jnp.ones((), jnp.float32),
             sums=jnp.zeros((N_SUMS,), jnp.float32),
         )
 
-    def to_model(self, model: keras.Model, optimizer: keras.optimizers.Optimizer | None = None) -> None:
+    def to_model(self, layout: Layout, optimizer: bool = True) -> None:
         """Write the state's values back into the Keras variables (after training)."""
-        for var, value in zip(model.trainable_variables, self.trainable):
-            var.assign(value)
-        for var, value in zip(model.non_trainable_variables, self.non_trainable):
-            var.assign(value)
-        if optimizer is not None:
-            for var, value in zip(optimizer.variables, self.optimizer):
-                var.assign(value)
+        for key, value in self.variables.items():
+            layout.variables[key].assign(value)
+        if optimizer:
+            for key, value in self.optimizer.items():
+                layout.optimizer_vars[key].assign(value)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        """Flat ``{"trainable/0003": array, ...}``, the form checkpoints store."""
+        """Flat ``{"params/dense/kernel": array, ...}``, the form checkpoints store."""
         out = {}
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            if isinstance(value, tuple):
-                out.update({f"{field.name}/{i:04d}": np.asarray(v) for i, v in enumerate(value)})
+            if isinstance(value, dict):
+                out.update({f"{field.name}/{k}": np.asarray(v) for k, v in value.items()})
             else:
                 out[field.name] = np.asarray(value)
         return out
@@ -81,8 +151,8 @@ class TrainState:
         changes = {}
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            if isinstance(value, tuple):
-                changes[field.name] = tuple(jnp.asarray(arrays[f"{field.name}/{i:04d}"]) for i in range(len(value)))
+            if isinstance(value, dict):
+                changes[field.name] = {k: jnp.asarray(arrays[f"{field.name}/{k}"]) for k in value}
             else:
                 changes[field.name] = jnp.asarray(arrays[field.name])
         return self.replace(**changes)

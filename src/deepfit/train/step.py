@@ -7,12 +7,21 @@ constraints and every optimizer are Keras's own. A chunk is ``jax.lax.scan``
 over a fixed number of batch-index rows; rows marked inactive leave the state
 untouched, so one compiled program serves every chunk of an epoch and a run
 resumed mid-epoch.
+
+Freezing masks updates: the optimizer covers every weight, the step
+differentiates only the weights trainable when its :class:`Steps` was built, and
+the frozen weights and their optimizer slots keep their values (optax's
+``masked``). Every scheduled value reads the state's one clock, ``state.step``:
+the rate is written into the optimizer's ``learning_rate`` variable and the
+step into its ``schedule_step`` variable (scheduled momentum) before each update,
+as optax's ``inject_hyperparams`` does.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
-from typing import Callable, Hashable
+from typing import Any, Callable, Hashable
 
 import jax
 import jax.numpy as jnp
@@ -20,110 +29,190 @@ import keras
 
 from deepfit.nn.layers import mc_dropout_off
 from deepfit.train.objective import as_objective
-from deepfit.train.state import TrainState
+from deepfit.train.state import Layout, TrainState
 
 Schedule = Callable[[jax.Array], jax.Array]
+CLOCK = "schedule_step"  # the optimizer variable scheduled momentum reads (deepfit.optim.momentum)
 
 
-def lr_variable_index(optimizer: keras.optimizers.Optimizer) -> int | None:
-    """Where the learning rate sits in ``optimizer.variables`` (None: a Keras schedule drives it)."""
-    lr = getattr(optimizer, "_learning_rate", None)
-    for i, var in enumerate(optimizer.variables):
-        if var is lr:
-            return i
-    return None
+def trainable_weights(model: keras.Model) -> list[keras.Variable]:
+    """Every weight created trainable, frozen or not: what the optimizer is built for.
+
+    ``layer.trainable = False`` also clears its variables' ``trainable`` flags, so
+    the weights are read from each layer's own list of the variables it created
+    trainable (Keras's ``_trainable_variables``).
+    """
+    seen, out = set(), []
+    for layer in model._flatten_layers(include_self=True):
+        for v in layer._trainable_variables:
+            if id(v) not in seen:
+                seen.add(id(v))
+                out.append(v)
+    return out
+
+
+def layer_flags(model: keras.Model) -> tuple:
+    """The model's trainable flags, layers' and variables' (what a traced step depends on)."""
+    return (tuple(layer._trainable for layer in model._flatten_layers(include_self=True)),
+            tuple(v.trainable for v in model.variables))
+
+
+@contextlib.contextmanager
+def flags_set(model: keras.Model, flags: tuple):
+    """Inside: the model's trainable flags are ``flags`` (a program retraced later still sees its own)."""
+    layers, variables = list(model._flatten_layers(include_self=True)), model.variables
+    saved = layer_flags(model)
+    try:
+        for layer, f in zip(layers, flags[0]):
+            layer._trainable = f
+        for v, f in zip(variables, flags[1]):
+            v.trainable = f
+        yield
+    finally:
+        for layer, f in zip(layers, saved[0]):
+            layer._trainable = f
+        for v, f in zip(variables, saved[1]):
+            v.trainable = f
 
 
 class Steps:
-    """The compiled functions for one model, optimizer, loss and schedule."""
+    """The compiled functions for one model, optimizer, loss and schedule, with the layers frozen now.
+
+    ``run_chunk(state, x_all, y_all, idx, active)`` returns ``(state, losses, rates, aux)``;
+    ``aux`` is what a subclass records inside the step (``{}`` here; layer statistics in
+    :class:`~deepfit.diagnostics.stats.StatsSteps`).
+    """
 
     def __init__(self, model: keras.Model, optimizer: keras.optimizers.Optimizer, loss,
-                 schedule: Schedule | None = None):
+                 schedule: Schedule | None = None, layout: Layout | None = None):
         self.model, self.optimizer = model, optimizer
+        self.loss_name = loss
         # loss(y, y_pred) -> (mean loss, metric-state increment): Keras's loss and metrics (objective.py)
         self.loss = as_objective(loss, model)
-        self.lr_index = lr_variable_index(optimizer)
-        if schedule is None and self.lr_index is not None:
-            base = float(optimizer.variables[self.lr_index].numpy())
+        self.layout = layout or Layout(model, optimizer)
+        self.flags = layer_flags(model)
+        self.trainable_keys = self.layout.keys_of(model.trainable_variables)
+        self.non_trainable_keys = self.layout.keys_of(model.non_trainable_variables)
+        self.frozen = frozenset(self.layout.param_keys) - set(self.trainable_keys)
+        self.frozen_slots = frozenset(k for k, owner in self.layout.slot_owner.items() if owner in self.frozen)
+        lr = getattr(optimizer, "_learning_rate", None)
+        self.lr_key = next((k for k, v in self.layout.optimizer_vars.items() if v is lr), None)
+        self.keras_schedule = isinstance(lr, keras.optimizers.schedules.LearningRateSchedule)
+        if schedule is None and self.keras_schedule:
+            schedule = lambda step: lr(step)  # noqa: E731  (Keras's schedule, on deepfit's clock)
+        elif schedule is None and self.lr_key is not None:
+            base = float(self.layout.optimizer_vars[self.lr_key].numpy())
             schedule = lambda step: jnp.asarray(base, jnp.float32)  # noqa: E731
+        if schedule is None:
+            raise TypeError(f"the optimizer's learning_rate {lr!r} is neither a number, a variable nor a Keras "
+                            "LearningRateSchedule: give a number or a schedule")
         self.schedule = schedule
         self.run_chunk = jax.jit(self._run_chunk)
         self.evaluate_batches = jax.jit(self._evaluate_batches)
         self.forward = jax.jit(self._forward)
 
+    # -- the model, called as it was when these steps were built ------------------------------
+    def call(self, variables: dict, x, training: bool):
+        """``model.stateless_call`` on ``variables`` (by key); returns outputs, new buffers and losses."""
+        with flags_set(self.model, self.flags):
+            y_pred, non_trainable, losses = self.model.stateless_call(
+                [variables[k] for k in self.trainable_keys], [variables[k] for k in self.non_trainable_keys],
+                x, training=training, return_losses=True)
+        return y_pred, dict(zip(self.non_trainable_keys, non_trainable)), losses
+
     def rate(self, state: TrainState) -> jax.Array:
         """The learning rate the next step uses."""
-        if self.schedule is None:
-            return jnp.asarray(self.optimizer.learning_rate, jnp.float32)
         return jnp.asarray(self.schedule(state.step), jnp.float32) * state.lr_scale
 
-    def _objective(self, trainable, non_trainable, x, y):
-        y_pred, non_trainable, reg_losses = self.model.stateless_call(
-            trainable, non_trainable, x, training=True, return_losses=True
-        )
+    def _objective(self, trainable: dict, state: TrainState, x, y):
+        y_pred, updated, reg_losses = self.call({**state.variables, **trainable}, x, training=True)
         loss, correct = self.loss(y, y_pred)
         total = loss + sum(reg_losses) if reg_losses else loss
-        return total, (non_trainable, correct)
+        return total, (updated, correct)
+
+    def gradients(self, state: TrainState, x, y):
+        """Loss, aux ``(updated non-trainable values, correct)`` and gradients of the trainable weights."""
+        trainable = {k: state.params[k] for k in self.trainable_keys}
+        return jax.value_and_grad(self._objective, has_aux=True)(trainable, state, x, y)
 
     def train_step(self, state: TrainState, x, y) -> tuple[TrainState, jax.Array, jax.Array]:
         """One optimizer step. Returns the new state, the batch loss and the rate used."""
-        (loss, (non_trainable, correct)), grads = jax.value_and_grad(self._objective, has_aux=True)(
-            state.trainable, state.non_trainable, x, y
-        )
-        return self.apply_gradients(state, grads, loss, correct, non_trainable, x.shape[0])
+        (loss, (updated, correct)), grads = self.gradients(state, x, y)
+        return self.apply_gradients(state, grads, loss, correct, updated, x.shape[0])
 
-    def apply_gradients(self, state: TrainState, grads, loss, correct, non_trainable,
+    def apply_gradients(self, state: TrainState, grads: dict, loss, correct, updated: dict,
                         batch: int) -> tuple[TrainState, jax.Array, jax.Array]:
-        """The optimizer update and metric sums of :meth:`train_step` (diagnostics reuse it)."""
+        """The optimizer update (frozen weights and their slots masked) and the metric sums."""
         rate = self.rate(state)
-        opt_vars = list(state.optimizer)
-        if self.lr_index is not None:
-            opt_vars[self.lr_index] = rate.astype(opt_vars[self.lr_index].dtype)
-        trainable, opt_vars = self.optimizer.stateless_apply(opt_vars, grads, state.trainable)
+        opt = dict(state.optimizer)
+        if self.lr_key is not None:
+            opt[self.lr_key] = rate.astype(opt[self.lr_key].dtype)
+        if CLOCK in opt:
+            opt[CLOCK] = state.step.astype(opt[CLOCK].dtype)
+        # In Keras's order (a dict that has been through a jitted call comes back with sorted keys).
+        keys, opt_keys = self.layout.param_keys, list(self.layout.optimizer_vars)
+        all_grads = [grads[k] if k in grads else jnp.zeros_like(state.params[k]) for k in keys]
+        with self._rate_injected(rate):
+            new_params, new_opt = self.optimizer.stateless_apply(
+                [opt[k] for k in opt_keys], all_grads, [state.params[k] for k in keys])
+        params = {k: state.params[k] if k in self.frozen else v for k, v in zip(keys, new_params)}
+        optimizer = {k: state.optimizer[k] if k in self.frozen_slots else v for k, v in zip(opt_keys, new_opt)}
+        buffers = {**state.buffers, **{k: v for k, v in updated.items() if k in state.buffers}}
         sums = state.sums + self.loss.sums(loss, correct, batch)
-        new = state.replace(
-            trainable=tuple(trainable), non_trainable=tuple(non_trainable), optimizer=tuple(opt_vars),
-            step=state.step + 1, sums=sums,
-        )
+        new = state.replace(params=params, buffers=buffers, optimizer=optimizer, step=state.step + 1, sums=sums)
         return new, loss, rate
+
+    @contextlib.contextmanager
+    def _rate_injected(self, rate):
+        """While tracing the update: a Keras LearningRateSchedule reads deepfit's clock, not Keras's iterations."""
+        if not self.keras_schedule:
+            yield
+            return
+        schedule = self.optimizer._learning_rate
+        self.optimizer._learning_rate = lambda: rate  # Keras calls a callable rate with no argument
+        try:
+            yield
+        finally:
+            self.optimizer._learning_rate = schedule
+
+    def _step_or_skip(self, state: TrainState, x, y, on):
+        def skip(state):
+            return state, jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32)
+
+        return jax.lax.cond(on, lambda s: self.train_step(s, x, y), skip, state)
 
     def _run_chunk(self, state: TrainState, x_all, y_all, idx, active):
         """Scan ``train_step`` over rows of batch indices ``idx`` (K, batch); skip inactive rows."""
 
         def body(state, row):
             batch_idx, on = row
-
-            def step(state):
-                return self.train_step(state, x_all[batch_idx], take(y_all, batch_idx))
-
-            def skip(state):
-                return state, jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32)
-
-            state, loss, rate = jax.lax.cond(on, step, skip, state)
+            state, loss, rate = self._step_or_skip(state, x_all[batch_idx], take(y_all, batch_idx), on)
             return state, (loss, rate)
 
         state, (losses, rates) = jax.lax.scan(body, state, (idx, active))
-        return state, losses, rates
+        return state, losses, rates, {}
 
-    def _forward(self, trainable, non_trainable, x):
-        with mc_dropout_off():  # inference means no sampling, MC dropout layers included
-            y_pred, _ = self.model.stateless_call(trainable, non_trainable, x, training=False)
-        return y_pred
+    # -- inference: one forward pass, shared by evaluate and predict --------------------------
+    def infer(self, variables: dict, x):
+        """Outputs and regularization losses in inference mode (MC dropout layers do not sample)."""
+        with mc_dropout_off():
+            y_pred, _, reg_losses = self.call(variables, x, training=False)
+        return y_pred, reg_losses
 
-    def _evaluate_batches(self, trainable, non_trainable, x_batches, y_batches):
+    def _forward(self, variables: dict, x):
+        return self.infer(variables, x)[0]
+
+    def _evaluate_batches(self, variables: dict, x_batches, y_batches):
         """The objective's sums (loss × n, n, metric state) over batches (K, batch, ...), inference mode."""
 
         def body(sums, batch):
             x, y = batch
-            y_pred, _, reg_losses = self.model.stateless_call(
-                trainable, non_trainable, x, training=False, return_losses=True
-            )
+            y_pred, reg_losses = self.infer(variables, x)
             loss, correct = self.loss(y, y_pred)
             loss = loss + sum(reg_losses) if reg_losses else loss
             return sums + self.loss.sums(loss, correct, x.shape[0]), None
 
-        with mc_dropout_off():  # validation and test metrics of a model with MC dropout layers: one fixed pass
-            sums, _ = jax.lax.scan(body, self.loss.zeros(), (x_batches, y_batches))
+        sums, _ = jax.lax.scan(body, self.loss.zeros(), (x_batches, y_batches))
         return sums
 
 
@@ -131,6 +220,8 @@ def take(y, idx):
     """Rows ``idx`` of the labels, or of ``(labels, sample_weight)``."""
     return jax.tree.map(lambda a: a[idx], y)
 
+
+StepsFactory = Callable[..., Steps]
 
 # Compiled programs kept per process, by a key naming everything they depend on except values
 # that travel in the state (weights, seeds). A second run of the same shape reuses the traced and
@@ -154,3 +245,8 @@ def shared_steps(key: Hashable | None, build: Callable[[], Steps]) -> Steps:
             _PROGRAMS.popitem(last=False)
     _PROGRAMS.move_to_end(key)
     return _PROGRAMS[key]
+
+
+def program_of(steps: Steps) -> Any:
+    """What identifies a Steps' program apart from its key: its class and frozen flags."""
+    return (type(steps).__name__, steps.flags)

@@ -37,6 +37,11 @@ class BackupAndRestore(Callback):
     the run directory's ``checkpoints/``; ``delete_checkpoint`` removes the
     backup once the run has finished and its model is saved (Keras's default),
     except after a divergence, whose last good checkpoint is kept.
+
+    As Keras's, it restores the newest backup when training begins (``on_fit_begin``)
+    and the loop goes on from there; a run that a callback had stopped stays stopped.
+    ``restore_on_begin = False`` starts afresh whatever the folder holds (a run
+    directory does so unless ``--resume`` is given).
     """
 
     # Last: the state saved at an epoch's end must include what every other
@@ -54,7 +59,9 @@ class BackupAndRestore(Callback):
         self.backup_dir = None if backup_dir is None else Path(backup_dir)
         self.save_freq, self.delete_checkpoint = save_freq, delete_checkpoint
         self.every_n_steps = save_freq if isinstance(save_freq, int) else None
+        self.restore_on_begin = True
         self.restored_from: Path | None = None
+        self.restored_step: int | None = None
         self.stopped: tuple[bool, str | None] = (False, None)
         self._last_saved = 0
 
@@ -65,6 +72,8 @@ class BackupAndRestore(Callback):
                 "backup_and_restore needs backup_dir = 'FOLDER' when the run writes no directory (save=False)"
             )
         self._last_saved = int(trainer.state.step)
+        if self.restore_on_begin and self.restore(trainer):
+            trainer.stop_training, trainer.stop_reason = self.stopped
 
     def on_chunk_end(self, trainer, chunk) -> None:
         # A chunk that ends the epoch is saved at on_epoch_end, once the epoch's row exists.
@@ -101,11 +110,10 @@ class BackupAndRestore(Callback):
     def latest(self) -> Path | None:
         return None if self.backup_dir is None else latest_checkpoint(self.backup_dir)
 
-    def restore(self, trainer, n_train: int) -> bool:
-        """Load the newest checkpoint into ``trainer`` (state, callbacks, history) before ``fit``.
+    def restore(self, trainer) -> bool:
+        """Load the newest checkpoint into ``trainer`` (state, callbacks, history) as ``fit`` begins.
 
-        ``n_train`` is the number of training samples ``fit`` will get: a
-        checkpoint of a differently sized epoch cannot continue exactly.
+        A checkpoint of a differently sized epoch cannot continue exactly: refused.
         Returns False when there is no checkpoint (training starts afresh).
         """
         path = self.latest()
@@ -113,7 +121,7 @@ class BackupAndRestore(Callback):
             return False
         arrays, meta = read_checkpoint(path)
         where = str(path)
-        expected_spe = trainer.steps_per_epoch(n_train)
+        expected_spe = trainer._steps_per_epoch
         if (meta.get("steps_per_epoch"), meta.get("batch_size"), meta.get("seed")) != (
                 expected_spe, trainer.batch_size, trainer.seed):
             raise CheckpointError(
@@ -137,7 +145,7 @@ class BackupAndRestore(Callback):
         trainer.state = state
         trainer.history = history
         self._last_saved = int(state.step)
-        self.restored_from = path
+        self.restored_from, self.restored_step = path, int(state.step)
         self.stopped = (bool(meta.get("stop_training")), meta.get("stop_reason"))
         return True
 

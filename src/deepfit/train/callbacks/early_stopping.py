@@ -46,7 +46,7 @@ class EarlyStopping(Callback):
             self.best, self.best_epoch, self.wait = value, epoch, 0
             if self.restore_best_weights:
                 # JAX arrays are immutable: keeping a reference is a free snapshot.
-                self._best_state = (trainer.state.trainable, trainer.state.non_trainable)
+                self._best_state = {"params": trainer.state.params, "buffers": trainer.state.buffers}
         elif self.wait >= self.patience:
             trainer.stop_training = True
             trainer.stop_reason = (
@@ -56,17 +56,16 @@ class EarlyStopping(Callback):
 
     def on_fit_end(self, trainer) -> None:
         if self.restore_best_weights and self._best_state is not None and self.best_epoch + 1 != trainer.epoch:
-            trainable, non_trainable = self._best_state
-            trainer.state = trainer.state.replace(trainable=trainable, non_trainable=non_trainable)
-            trainer.state.to_model(trainer.model)
+            trainer.state = trainer.state.replace(**self._best_state)
+            trainer.state.to_model(trainer.layout, optimizer=False)
             self.restored_epoch = self.best_epoch + 1
 
     def state_dict(self) -> dict[str, Any]:
         # The best epoch's arrays too: a run resumed after it must still restore them.
-        best_state = None if self._best_state is None else [list(self._best_state[0]), list(self._best_state[1])]
-        return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait, "best_state": best_state}
+        return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait, "best_state": self._best_state}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best, self.best_epoch, self.wait = state["best"], state["best_epoch"], state["wait"]
         best = state.get("best_state")
-        self._best_state = None if best is None else tuple(tuple(jnp.asarray(a) for a in part) for part in best)
+        self._best_state = None if best is None else {
+            part: {k: jnp.asarray(a) for k, a in best[part].items()} for part in ("params", "buffers")}

@@ -3,11 +3,16 @@
 The notebook trains model B on A's layers for 4 epochs with the reused layers
 frozen, then unfreezes them, recompiles (a fresh optimizer) and trains 16 more.
 Here one :class:`~deepfit.train.loop.Trainer` runs all the epochs, so the
-epoch count, the history, the data order and the other callbacks continue
-across phases; at the first epoch of each phase this callback sets the
-layers' ``trainable`` flags, builds a fresh optimizer and re-splits the
-trainer's state, because the compiled step differentiates only the variables
-that were trainable when it was built.
+epoch count, the history, the data order, the schedule's clock and the other
+callbacks continue across phases. At the first epoch of each phase this
+callback sets the layers' ``trainable`` flags and asks the trainer for the
+steps compiled for them: frozen weights are masked, the state keeps one shape
+(so checkpoints, early stopping's best weights and resume work in any phase).
+``reset_optimizer`` (the notebook's recompile, on by default) puts the
+optimizer's variables (slots, Keras's iteration count) back to their initial
+values as a phase begins; scheduled rate and momentum read the run's clock,
+which a phase never resets. Everything is a function of the epoch, so the
+callback keeps no state to save.
 """
 
 from __future__ import annotations
@@ -18,42 +23,22 @@ import keras
 
 from deepfit.errors import ConfigError
 from deepfit.nn.transfer import BatchNormRule, Selector, select_layers, set_trainable
-from deepfit.optim.optimizers import make_optimizer
 from deepfit.train.events import Callback
-from deepfit.train.state import TrainState
-from deepfit.train.step import Steps
-
-
-def swap_optimizer(trainer, optimizer: keras.optimizers.Optimizer, loss: str) -> None:
-    """Give ``trainer`` a fresh optimizer and a state split by the model's current flags.
-
-    Call after changing ``layer.trainable`` and after writing the old state back
-    with ``trainer.state.to_model(trainer.model)`` (done *before* the flags change,
-    while the old split still matches). Step, rate scale and epoch sums carry on.
-    """
-    model, old = trainer.model, trainer.state
-    optimizer.build(model.trainable_variables)
-    trainer.optimizer = optimizer
-    trainer.steps = Steps(model, optimizer, trainer.steps.loss, trainer.steps.schedule)  # the same loss and metrics
-    trainer.state = TrainState.from_model(model, optimizer).replace(
-        step=old.step, lr_scale=old.lr_scale, sums=old.sums
-    )
 
 
 class FreezeSchedule(Callback):
     """Phases ``[{epochs, trainable}, ...]`` (see :class:`~deepfit.config.FreezePhase`).
 
-    ``optimizer`` is the spec each phase builds afresh; ``head`` is how many top
-    layers ``trainable = "head"`` means; ``batch_norm`` the rule for frozen
-    BatchNormalization layers (``"inference"``, Keras's, or ``"trainable"``).
-    Adds ``phase`` (1-based) to each epoch's logs.
+    ``head`` is how many top layers ``trainable = "head"`` means; ``batch_norm``
+    the rule for frozen BatchNormalization layers (``"inference"``, Keras's, or
+    ``"trainable"``); ``reset_optimizer`` whether each phase starts with fresh
+    optimizer variables. Adds ``phase`` (1-based) to each epoch's logs.
     """
 
     order = -1000  # before any other callback sees the epoch
 
-    def __init__(self, phases: Sequence[Mapping[str, Any]], optimizer: Mapping[str, Any] | str,
-                 loss: str = "sparse_categorical_crossentropy", head: int = 1,
-                 batch_norm: BatchNormRule = "inference"):
+    def __init__(self, phases: Sequence[Mapping[str, Any]], head: int = 1,
+                 batch_norm: BatchNormRule = "inference", reset_optimizer: bool = True):
         if not phases:
             raise ValueError("a freeze schedule needs at least one phase")
         self.phases: list[tuple[int, Selector]] = [(int(p["epochs"]), p["trainable"]) for p in phases]
@@ -62,7 +47,7 @@ class FreezeSchedule(Callback):
         for epochs, _ in self.phases:
             total += epochs
             self.ends.append(total)
-        self.optimizer_spec, self.loss, self.head, self.batch_norm = optimizer, loss, head, batch_norm
+        self.head, self.batch_norm, self.reset_optimizer = head, batch_norm, reset_optimizer
         self.current: int | None = None
         self.trainable_layers: list[list[str]] = []
 
@@ -72,7 +57,7 @@ class FreezeSchedule(Callback):
         t = cfg.training
         head = len(cfg.model.layers) if cfg.model.from_run else 1
         phases = [p.model_dump() for p in t.freeze]
-        schedule = cls(phases, t.optimizer, t.loss, head, t.frozen_batch_norm)
+        schedule = cls(phases, head, t.frozen_batch_norm)
         if model is not None:
             for i, (_, trainable) in enumerate(schedule.phases):
                 try:
@@ -92,9 +77,12 @@ class FreezeSchedule(Callback):
         phase = self.phase_at(epoch)
         if phase == self.current:
             return
-        trainer.state.to_model(trainer.model)
         names = set_trainable(trainer.model, self.phases[phase][1], head=self.head, batch_norm=self.batch_norm)
-        swap_optimizer(trainer, make_optimizer(self.optimizer_spec), self.loss)
+        trainer.refresh_steps()
+        begins = self.ends[phase - 1] if phase else 0
+        # Only where the phase begins: a run resumed later in the phase already holds its optimizer.
+        if self.reset_optimizer and epoch == begins and int(trainer.state.step) == epoch * trainer._steps_per_epoch:
+            trainer.state = trainer.state.replace(optimizer=dict(trainer.fresh_optimizer))
         self.current = phase
         self.trainable_layers.append(names)
 

@@ -103,19 +103,17 @@ class KerasCallbacks(Callback):
     # -- keeping the model and the trainer's state in step -------------------------------
     def _to_model(self, trainer) -> None:
         """The trainer's state into the Keras variables, the next step's rate into ``optimizer.learning_rate``."""
-        trainer.state.to_model(trainer.model, trainer.optimizer)
+        trainer.state.to_model(trainer.layout)
         trainer.model.stop_training = trainer.stop_training
-        if trainer.steps.lr_index is not None:
+        if trainer.steps.lr_key is not None:
             self._rate_set = float(trainer.steps.rate(trainer.state))
             trainer.optimizer.learning_rate = self._rate_set
 
     def _from_model(self, trainer) -> None:
         """What the callbacks changed on the model: weights, the learning rate, stop_training."""
-        model = trainer.model
-        trainer.state = trainer.state.replace(
-            trainable=tuple(jnp.asarray(v.value) for v in model.trainable_variables),
-            non_trainable=tuple(jnp.asarray(v.value) for v in model.non_trainable_variables),
-        )
+        model, variables, state = trainer.model, trainer.layout.variables, trainer.state
+        trainer.state = state.replace(params={k: jnp.asarray(variables[k].value) for k in state.params},
+                                      buffers={k: jnp.asarray(variables[k].value) for k in state.buffers})
         if self._rate_set is not None:
             rate = float(np.asarray(trainer.optimizer.learning_rate))
             if rate != np.float32(self._rate_set):

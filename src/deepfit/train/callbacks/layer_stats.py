@@ -32,17 +32,19 @@ class LayerStats(Callback):
         self.layers: list = []
         self.records: list[dict[str, Any]] = []
 
-    def make_steps(self, model, optimizer, loss, schedule):
+    def steps_factory(self, model, optimizer, loss, schedule=None, layout=None):
+        """The trainer's step factory while this callback is attached: steps that record statistics."""
         from deepfit.diagnostics.stats import StatsSteps
 
-        steps = StatsSteps(model, optimizer, loss, schedule, every_n_steps=self.n)
+        steps = StatsSteps(model, optimizer, loss, schedule, layout, every_n_steps=self.n)
         self.layers = steps.layers
         return steps
 
     def on_chunk_end(self, trainer, chunk) -> None:
         from deepfit.diagnostics.stats import frame_rows
 
-        stats = {k: np.asarray(v) for k, v in trainer.steps.last_stats.items()}
+        self.layers = trainer.steps.layers  # a freeze schedule's phase has steps of its own
+        stats = {k: np.asarray(v) for k, v in chunk.aux.items()}
         rows = np.flatnonzero(stats["taken"])
         if len(rows):
             table = frame_rows(self.layers, {k: v[rows] for k, v in stats.items()}, stats["step"][rows], chunk.epoch)

@@ -35,8 +35,9 @@ class TensorBoard(Callback):
                 self.writer.add_scalar(f"epoch/{key}", value, epoch + 1)
         if self.histogram_freq and (epoch + 1) % self.histogram_freq == 0:
             # The trainer's state holds the current weights; the Keras variables are only synced at fit's end.
-            for var, value in zip(trainer.model.trainable_variables, trainer.state.trainable):
-                self.writer.add_histogram(f"weights/{var.path}", np.asarray(value, np.float64), epoch + 1)
+            for key, value in trainer.state.params.items():
+                path = trainer.layout.variables[key].path
+                self.writer.add_histogram(f"weights/{path}", np.asarray(value, np.float64), epoch + 1)
         self.writer.flush()
 
     def on_fit_end(self, trainer) -> None:
