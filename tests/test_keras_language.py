@@ -131,3 +131,30 @@ def test_plot_a_runs_learning_curves(tiny_arrays, tmp_path, capsys):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert main(["plot", str(tmp_path / "nothing")]) == 2
     assert "not a run directory" in capsys.readouterr().err
+
+
+def test_resume_with_more_epochs_extends_a_finished_run_exactly(tiny_arrays, tmp_path):
+    straight = deepfit.train(tiny_config(epochs=4), tmp_path / "straight", data=tiny_arrays)
+    deepfit.train(tiny_config(epochs=2), tmp_path / "run", data=tiny_arrays)
+    extended = deepfit.train(tiny_config(epochs=4), tmp_path / "run", data=tiny_arrays, resume=True)
+    assert [r["epoch"] for r in extended.history_rows] == [1, 2, 3, 4]
+    for a, b in zip(straight.model.get_weights(), extended.model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    again = deepfit.load_run(tmp_path / "run")  # finished again, its manifest checked
+    assert again.config.training.epochs == 4 and again.final["epochs_run"] == 4
+    assert [round(r["val_loss"], 12) for r in again.history_rows] == \
+        [round(r["val_loss"], 12) for r in straight.history_rows]
+    with pytest.raises(ConfigError, match="already has 4 epochs"):
+        deepfit.train(tiny_config(epochs=3), tmp_path / "run", data=tiny_arrays, resume=True)
+
+
+def test_the_command_line_extends_a_run_by_its_directory(tmp_path, capsys):
+    from deepfit.cli import main
+
+    cfg = {"data": {"train_size": 256, "validation_size": 128}, "model": tiny_config()["model"],
+           "training": {"epochs": 1, "batch_size": 64, "progress": False}}
+    cfg["model"]["input_shape"] = [28, 28]
+    cfg["model"]["layers"][-1] = {"type": "dense", "units": 10, "activation": "softmax"}
+    deepfit.train(cfg, tmp_path / "run")
+    assert main(["train", str(tmp_path / "run"), "--resume", "--epochs", "2", "--no-progress"]) == 0
+    assert deepfit.load_run(tmp_path / "run").final["epochs_run"] == 2

@@ -14,7 +14,7 @@ def test_run_directory_is_complete_and_reloads_an_identical_model(tmp_path, tiny
     cfg["model"]["layers"].insert(1, {"type": "batch_norm"})
     run = df.train(cfg, out=tmp_path / "run", data=tiny_arrays)
     files = sorted(p.name for p in (tmp_path / "run").iterdir())
-    assert files == ["config.toml", "environment.json", "final.json", "manifest.json", "metrics.csv",
+    assert files == ["config.toml", "environment.json", "final.json", "final_state", "manifest.json", "metrics.csv",
                      "model.json", "timings.csv", "weights.safetensors"]
     again = df.load_run(tmp_path / "run")
     assert again.config == run.config

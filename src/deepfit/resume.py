@@ -23,7 +23,7 @@ from deepfit.train.events import Callback
 COSMETIC = ("training.progress",)
 CHECKPOINTS = "checkpoints"
 
-Status = Literal["fresh", "resumable", "finished"]
+Status = Literal["fresh", "resumable", "finished", "extend"]
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -65,15 +65,39 @@ def resume_status(out: str | Path | None, cfg: Config) -> Status:
         )
     saved = load_config(d / "config.toml")
     diffs = config_differences(saved, cfg)
+    finished = (d / MANIFEST).is_file()
+    if finished and diffs and all(x.startswith("training.epochs:") for x in diffs):
+        return extend_status(d, saved.training.epochs, cfg.training.epochs)
     if diffs:
         raise ConfigError(
             f"--resume: the run in {str(d)!r} was made with a different config ({'; '.join(diffs[:5])}"
             f"{'; ...' if len(diffs) > 5 else ''}). Resume with the same config and overrides, "
             "or start a new run in another --out"
         )
-    finished = (d / MANIFEST).is_file()
     clean_debris(d, finished)
     return "finished" if finished else "resumable"
+
+
+FINAL_STATE = "final_state"  # a completed run's last checkpoint folder, kept so it can be extended
+
+
+def extend_status(d: Path, had: int, wanted: int) -> Status:
+    """``--resume --epochs N`` on a finished run: more epochs continue it from its final state."""
+    if wanted <= had:
+        raise ConfigError(f"--resume --epochs {wanted}: the run in {str(d)!r} already has {had} epochs; "
+                          f"give more to extend it")
+    try:
+        status = json.loads((d / "final.json").read_text(encoding="utf-8")).get("status")
+    except (OSError, ValueError, AttributeError):
+        status = None
+    if status != "completed":
+        raise ConfigError(f"--resume --epochs {wanted}: the run in {str(d)!r} ended {status!r}, not completed; "
+                          f"only a run that completed its epochs can be extended (train a new run instead)")
+    if not (d / FINAL_STATE).is_dir():
+        raise ConfigError(f"--resume --epochs {wanted}: the run in {str(d)!r} kept no final training state "
+                          f"(made before deepfit kept one, or without checkpoints); train a new run with "
+                          f"--epochs {wanted} instead")
+    return "extend"
 
 
 def clean_debris(d: Path, finished: bool) -> None:

@@ -299,6 +299,9 @@ def _begin(config, out, *, overrides=(), model=None, data=None, callbacks=(), sa
         run = load_run(out)
         run.resume_note = f"run {str(out)!r} already finished ({run.final.get('status')}); nothing to do"
         return run
+    if status == "extend":
+        _reopen(Path(out), config_text)
+        status = "resumable"
     out_dir = (Path(out) if status == "resumable" else prepare_out_dir(out, cfg, overwrite)) if save else None
     compile_cache.enable()  # before the model is built: its initializers compile too
     dataset = data if isinstance(data, Dataset) else load_data(cfg.data, arrays=data)
@@ -359,9 +362,37 @@ def _end(b: _Begun, seconds: float) -> Run:
             files += save_model(model, out_dir)
         write_json(out_dir / "final.json", final)
         write_manifest(out_dir, files)
+        if backup is not None and final["status"] == "completed" and backup.latest() is not None:
+            _keep_final_state(backup.backup_dir, out_dir)
         if backup is not None and backup.delete_checkpoint and final["status"] != "diverged":
             backup.remove()
     return run
+
+
+def _keep_final_state(checkpoints: Path, out_dir: Path) -> None:
+    """A completed run keeps its last checkpoint (``final_state/``), so ``--resume --epochs N`` can extend it
+    exactly; the manifest, written after, marks the run finished only once it is in place."""
+    from deepfit.resume import FINAL_STATE
+
+    target, tmp = out_dir / FINAL_STATE, out_dir / f".{FINAL_STATE}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(checkpoints, tmp)
+    if target.exists():
+        shutil.rmtree(target)
+    tmp.rename(target)
+
+
+def _reopen(d: Path, config_text: str) -> None:
+    """A finished run made unfinished again to be extended: its final state becomes its checkpoint, the
+    manifest and final record go first (an interrupted extension must not look finished), the config
+    records the new epochs."""
+    from deepfit.resume import CHECKPOINTS, FINAL_STATE
+
+    (d / MANIFEST).unlink()
+    (d / "final.json").unlink(missing_ok=True)
+    shutil.rmtree(d / CHECKPOINTS, ignore_errors=True)
+    shutil.copytree(d / FINAL_STATE, d / CHECKPOINTS)
+    write_atomic(d / "config.toml", config_text)
 
 
 def final_record(trainer: Trainer, dataset: Dataset, seconds: float) -> dict[str, Any]:

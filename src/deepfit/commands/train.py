@@ -9,9 +9,11 @@ def register(sub) -> None:
                        description="Train a network from a TOML config and record the run in a directory.",
                        epilog="examples:\n  deepfit train configs/leaky_relu.toml --out runs/lr\n"
                               "  deepfit train configs/dropout.toml --seed 3 --epochs 2 training.batch_size=64\n"
-                              "  deepfit train configs/leaky_relu.toml --out runs/lr --resume   # after a crash",
+                              "  deepfit train configs/leaky_relu.toml --out runs/lr --resume   # after a crash\n"
+                              "  deepfit train runs/lr --resume --epochs 20                   # 20 epochs in all",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("config", help="a TOML config file")
+    p.add_argument("config", help="a TOML config file, or a run directory (with --resume: continue or, with "
+                                   "--epochs N, extend it)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                    help="override a config value by dotted path, e.g. training.epochs=5")
     p.add_argument("--out", help="run directory (default: runs/NAME-TIMESTAMP)")
@@ -29,6 +31,11 @@ def register(sub) -> None:
 def run(args) -> int:
     from deepfit.run import train
 
+    from pathlib import Path
+
+    if Path(args.config).is_dir():  # a run directory: its own config, its own directory
+        args.out = args.out or args.config
+        args.config = str(Path(args.config) / "config.toml")
     overrides = list(args.overrides)
     if args.seed is not None:
         overrides.append(f"seed={args.seed}")
