@@ -175,11 +175,11 @@ def program_key(cfg: Config, steps_per_epoch: int) -> str:
 
 
 def make_trainer(cfg: Config, model: keras.Model, steps_per_epoch: int,
-                 callbacks: Sequence[Callback] = (), shared: bool = True) -> Trainer:
+                 callbacks: Sequence[Callback] = (), shared: bool = True, optimizer_and_schedule=None) -> Trainer:
     """The Trainer a config describes, around a given model built from that config
     (``shared=False`` for any other model: its compiled step is then not reused)."""
     t = cfg.training
-    optimizer, schedule = make_optimizer_and_schedule(t, steps_per_epoch)
+    optimizer, schedule = optimizer_and_schedule or make_optimizer_and_schedule(t, steps_per_epoch)
     return Trainer(
         model, optimizer, loss=t.loss, batch_size=t.batch_size, epochs=t.epochs, seed=cfg.data_order_seed,
         schedule=schedule, callbacks=callbacks, steps_per_chunk=t.steps_per_chunk,
@@ -284,6 +284,10 @@ def _begin(config, out, *, overrides=(), model=None, data=None, callbacks=(), sa
     if cfg.noise_seed is not None:
         reseed_noise(model, cfg.noise_seed)
     t = cfg.training
+    steps_per_epoch = -(-len(dataset.x_train) // t.batch_size)
+    # Keras checks the optimizer's values as it builds it, and a user's schedule function runs over
+    # the plan: both before anything is written.
+    optimizer_and_schedule = make_optimizer_and_schedule(t, steps_per_epoch)
     extra: list[Callback] = [TerminateOnNaN(), *map(make_callback, t.callbacks), *callbacks]
     if t.freeze:
         from deepfit.train.callbacks.freeze_schedule import FreezeSchedule
@@ -302,7 +306,8 @@ def _begin(config, out, *, overrides=(), model=None, data=None, callbacks=(), sa
         if t.tensorboard:
             extra.append(TensorBoard(str(out_dir / "tensorboard")))
     backup = attach_backup(extra, out_dir, checkpoint)
-    trainer = make_trainer(cfg, model, -(-len(dataset.x_train) // t.batch_size), extra, shared=own_model)
+    trainer = make_trainer(cfg, model, steps_per_epoch, extra, shared=own_model,
+                           optimizer_and_schedule=optimizer_and_schedule)
     if backup is not None:
         backup.restore_on_begin = status == "resumable"  # the backup restores as fit begins
     return _Begun(cfg, out_dir, dataset, model, trainer, backup, status == "resumable")

@@ -34,19 +34,11 @@ from deepfit.config import Config, dump_toml
 from deepfit.errors import ConfigError
 from deepfit.experiments.backends import Backend, make_backend
 from deepfit.experiments.spec import Experiment, Variant, load_experiment
+from deepfit.experiments.store import LOCKS, PARTIAL, RUNS, is_finished, read_experiment, run_dir  # noqa: F401
+from deepfit.experiments.tables import write_tables
 from deepfit.experiments.task import WAIT, Outcome, Task, estimated_cost
 from deepfit.io import fsync_dir, read_json, write_json
 
-RUNS, PARTIAL, LOCKS = "runs", ".partial", ".locks"
-
-
-def run_dir(exp_dir: Path, variant: str, seed: int) -> Path:
-    return exp_dir / RUNS / variant / f"seed-{seed}"
-
-
-def is_finished(path: Path) -> bool:
-    # Complete directories arrive by rename; the manifest check also rejects a run dir copied in by hand half-way.
-    return (path / "manifest.json").is_file() and (path / "final.json").is_file()
 
 
 class Claims:
@@ -236,10 +228,10 @@ def compare(
     backend: str = "auto",
     jobs: int | None = None,
     address: str | None = None,
-    report: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> "ExperimentResult":
-    """Run every (variant, seed) of an experiment, then write its tables (and report).
+    """Run every (variant, seed) of an experiment, then write its tables
+    (:func:`deepfit.compare` adds the report).
 
     Rerunning on the same ``out`` skips finished runs and redoes interrupted
     ones; concurrent calls on one ``out`` share the work. ``backend`` is
@@ -247,8 +239,6 @@ def compare(
     (``address`` of a cluster, or a local Ray); the per-run results do not
     depend on it.
     """
-    from deepfit.experiments.tables import write_tables
-
     exp = load_experiment(experiment, seeds=seeds, overrides=overrides)
     out_dir = Path(out) if out is not None else Path("experiments") / exp.name
     if out_dir.exists() and not out_dir.is_dir():
@@ -262,18 +252,7 @@ def compare(
     result = write_tables(out_dir, exp)
     result.trained = runner.trained
     result.seconds = time.perf_counter() - started
-    if report:
-        from deepfit.report import write_report
-
-        result.report = write_report(out_dir)
     return result
-
-
-def read_experiment(exp_dir: str | Path) -> Experiment:
-    """The experiment a directory was made from (its ``experiment.json``)."""
-    d = Path(exp_dir)
-    tree = read_json(d / "experiment.json", "experiment record")
-    return load_experiment(tree)
 
 
 __all__ = ["Claims", "Outcome", "Runner", "Schedule", "Task", "compare", "is_finished", "read_experiment",
