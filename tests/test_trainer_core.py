@@ -202,3 +202,32 @@ def test_the_state_has_the_same_keys_whatever_is_frozen():
     assert set(frozen.state.buffers) == {"bn/moving_mean", "bn/moving_variance"}
     assert "out/kernel:momentum" in frozen.state.optimizer and "h1/kernel:velocity" in frozen.state.optimizer
     assert frozen.steps.frozen == {"h1/kernel", "h1/bias", "bn/gamma", "bn/beta"}
+
+
+def test_layer_stats_of_a_run_resumed_mid_chunk_fall_on_the_same_steps(tmp_path):
+    # The stats step opens each group of every_n_steps rows: a chunk that starts with inactive rows
+    # (a run resumed mid-chunk) must still record at multiples of every_n_steps, the same numbers.
+    x, y = data()
+
+    def trainer(extra):
+        stats = make_callback({"name": "layer_stats", "every_n_steps": 3, "rows_per_call": 2})
+        t = Trainer(model(), keras.optimizers.SGD(0.1), batch_size=BATCH, epochs=EPOCHS, seed=1,
+                    callbacks=[stats, *extra])
+        return t, stats
+
+    never, never_stats = trainer([])
+    never.fit(x, y)
+    # Killed with chunks of 2 steps after step 6; resumed with chunks of a whole epoch (4 steps),
+    # whose first chunk then starts with 2 inactive rows.
+    killed, _ = trainer([BackupAndRestore(str(tmp_path), save_freq=2), KillAt(6)])
+    with pytest.raises(KeyboardInterrupt):
+        killed.fit(x, y)
+    resumed, resumed_stats = trainer([BackupAndRestore(str(tmp_path))])
+    resumed.fit(x, y)
+    assert next(c for c in resumed.callbacks if isinstance(c, BackupAndRestore)).restored_step == 6
+    steps = sorted(never_stats.frame()["step"].unique())
+    assert steps == list(range(0, EPOCHS * N // BATCH, 3))
+    a, b = never_stats.frame(), resumed_stats.frame()
+    assert sorted(b["step"].unique()) == steps
+    np.testing.assert_allclose(b["grad_norm"], a["grad_norm"], rtol=1e-6, equal_nan=True)
+    assert_same_state(resumed, never)
