@@ -7,7 +7,7 @@ import pytest
 import deepfit as df
 import keras
 
-from deepfit.diagnostics.stats import SATURATION_MARGIN, StatsSteps, layer_stats, probes
+from deepfit.train.stats_step import SATURATION_MARGIN, StatsSteps, layer_stats, probes
 from deepfit.train.callbacks import make_callback
 from deepfit.train.callbacks.layer_stats import LayerStats
 from deepfit.train.loop import Trainer

@@ -122,9 +122,6 @@ def test_freeze_config_is_validated():
         df.load_config(config(freeze=[{"epochs": 0, "trainable": "all"}]))
     with pytest.raises(df.ConfigError, match="frozen_batch_norm"):
         df.load_config(config(frozen_batch_norm="train"))
-    with pytest.raises(df.ConfigError, match="restore_best_weights"):
-        df.load_config(config(freeze=[{"epochs": 1, "trainable": "all"}],
-                              callbacks=[{"name": "early_stopping", "restore_best_weights": True}]))
 
 
 def test_an_unknown_layer_in_a_phase_fails_before_the_run_directory_is_made(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 from deepfit.config import load_config
 from deepfit.errors import ConfigError
 from deepfit.nn.build import build_model
-from deepfit.optim.lr_finder import apply_suggestion, find_lr, save_result, suggest
+from deepfit.lr_finder import apply_suggestion, find_lr, save_result, suggest
 from deepfit.run import make_trainer
 
 CFG = {

@@ -9,6 +9,7 @@ from deepfit.errors import ConfigError
 from deepfit.experiments import reproduce as rp
 from deepfit.experiments.catalog import CATALOG, CLAIMS, NOTEBOOK_IDS, judge, judge_all
 from deepfit.experiments.stats import holm, seeds_needed
+from deepfit.workflows import reproduce as deepfit_reproduce
 
 
 def test_catalog_covers_every_experiment_of_the_spec_with_its_figure():
@@ -65,7 +66,7 @@ def test_a_tiny_reproduction_runs_end_to_end(tmp_path, monkeypatch):
     tiny = dataclasses.replace(rp.QUICK, overrides={"data.train_size": 256, "data.validation_size": 500,
                                                     "training.epochs": 1}, mc_samples=4, mc_test_images=300)
     monkeypatch.setitem(rp.MODES, "quick", tiny)
-    result = rp.reproduce(tmp_path / "r", only=["l2", "l2_free", "mc_dropout"], seeds=2, log=lambda s: None)
+    result = deepfit_reproduce(tmp_path / "r", only=["l2", "l2_free", "mc_dropout"], seeds=2, log=lambda s: None)
     assert set(result.summary["id"]) == {"l2", "l2_free", "dropout", "mc_dropout"}
     assert (result.summary["n"] == 2).all()
     claims = pd.read_csv(tmp_path / "r" / "claims.csv").set_index("claim")
@@ -74,7 +75,7 @@ def test_a_tiny_reproduction_runs_end_to_end(tmp_path, monkeypatch):
     assert len(finals) == 2 and finals["val_accuracy"].between(0, 1).all()
     html = (tmp_path / "r" / "report.html").read_text()
     assert "QUICK SMOKE RUN" in html and "The notebook&#x27;s claims" in html and "data:image/png;base64" in html
-    again = rp.reproduce(tmp_path / "r", only=["l2", "l2_free", "mc_dropout"], seeds=2, log=lambda s: None)
+    again = deepfit_reproduce(tmp_path / "r", only=["l2", "l2_free", "mc_dropout"], seeds=2, log=lambda s: None)
     assert again.summary.equals(result.summary)  # resumed: nothing retrained, same numbers
     published = rp.publish(again, tmp_path / "docs")
     assert (published / "report.md").is_file() and (published / "tables" / "l2-finals.csv").is_file()
@@ -148,8 +149,8 @@ def test_the_chapter_tables_run_end_to_end(tmp_path, monkeypatch):
     tiny = dataclasses.replace(rp.QUICK, overrides={"data.train_size": 256, "data.validation_size": 500,
                                                     "training.epochs": 2}, rate_grid=(1e-3, 1e-2), tuning_epochs=1)
     monkeypatch.setitem(rp.MODES, "quick", tiny)
-    result = rp.reproduce(tmp_path / "r", only=["table_11_2_adagrad", "table_11_2_rmsprop"], seeds=2,
-                          log=lambda s: None)
+    result = deepfit_reproduce(tmp_path / "r", only=["table_11_2_adagrad", "table_11_2_rmsprop"], seeds=2,
+                               log=lambda s: None)
     table = pd.read_csv(tmp_path / "r" / "table_11_2.csv").set_index("optimizer")
     assert list(table.index) == ["adagrad", "rmsprop"] and (table["seeds"] == 2).all()
     assert set(table["learning_rate"]) <= {1e-3, 1e-2}

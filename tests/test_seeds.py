@@ -117,7 +117,7 @@ def test_the_crossed_sweep_files_validate():
 
 @pytest.mark.slow
 def test_a_crossed_experiment_runs_end_to_end(tmp_path):
-    from deepfit.experiments.runner import compare
+    from deepfit.workflows import compare
 
     text = ('name = "tinyx"\nbase = "base.toml"\nreference = "relu"\n[seeds]\ninit = 2\norder = [3, 4]\n'
             '[[variants]]\nname = "relu"\n[[variants]]\nname = "elu"\n'

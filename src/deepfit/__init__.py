@@ -31,12 +31,12 @@ __version__ = "0.1.0"
 from deepfit.config import Config, load_config  # noqa: E402
 from deepfit.data import Dataset, load_data  # noqa: E402
 from deepfit.errors import CheckpointError, ConfigError, DataError, DeepfitError  # noqa: E402
-from deepfit.experiments import compare, load_experiment  # noqa: E402
+from deepfit.experiments import load_experiment  # noqa: E402
 from deepfit.fit import fit  # noqa: E402
 from deepfit.nn.build import build_model, summary  # noqa: E402
 from deepfit.nn.layers import MCAlphaDropout, MCDropout, RReLU  # noqa: E402
 from deepfit.nn.transfer import clone, freeze, reuse, set_trainable, unfreeze  # noqa: E402
-from deepfit.optim.lr_finder import find_lr  # noqa: E402
+from deepfit.lr_finder import find_lr  # noqa: E402
 from deepfit.optim.optimizers import make_optimizer  # noqa: E402
 from deepfit.optim.schedules import make_schedule  # noqa: E402
 from deepfit.report import write_report  # noqa: E402
@@ -45,11 +45,12 @@ from deepfit.train.events import Callback, StopTraining  # noqa: E402
 from deepfit.train.loop import Trainer  # noqa: E402
 from deepfit.train.state import TrainState  # noqa: E402
 from deepfit.uncertainty import mc_predict, to_mc_dropout  # noqa: E402
+from deepfit.workflows import compare, reproduce  # noqa: E402
 
 __all__ = [
     "CheckpointError", "Callback", "Config", "ConfigError", "DataError", "Dataset", "DeepfitError",
     "MCAlphaDropout", "MCDropout", "RReLU", "Run", "StopTraining", "TrainState", "Trainer", "build_model",
     "clone", "compare", "find_lr", "fit", "freeze", "load_config", "load_data", "load_experiment", "load_run",
-    "make_optimizer", "make_schedule", "mc_predict", "reuse", "set_trainable", "summary", "to_mc_dropout",
+    "make_optimizer", "make_schedule", "mc_predict", "reproduce", "reuse", "set_trainable", "summary", "to_mc_dropout",
     "train", "unfreeze", "write_report",
 ]

@@ -12,7 +12,7 @@ import copy
 import math
 import tomllib
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Callable, Literal, Mapping, Sequence
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -26,6 +26,26 @@ class Strict(BaseModel):
 
 
 Spec = dict[str, Any]
+
+# The names inside a spec (layer types, optimizers, schedules, callbacks) belong to the modules that
+# build them, which sit above this one (they read configs). Each registers its check here, a lookup
+# of the name and of the arguments in a signature, so validating a config imports nothing above it
+# and builds nothing. Importing ``deepfit`` (which ``import deepfit.config`` does first) registers all.
+SPEC_CHECKS: dict[str, Callable[[Any], None]] = {}
+
+
+def register_check(kind: str) -> Callable:
+    """Decorator: ``fn(spec)`` raises ConfigError when a ``kind`` spec is wrong."""
+    def register(fn: Callable[[Any], None]) -> Callable[[Any], None]:
+        SPEC_CHECKS[kind] = fn
+        return fn
+    return register
+
+
+def check_spec(kind: str, spec: Any) -> None:
+    check = SPEC_CHECKS.get(kind)
+    if check is not None:
+        check(spec)
 
 
 class DataConfig(Strict):
@@ -137,12 +157,10 @@ class ModelConfig(Strict):
 
     @field_validator("layers")
     @classmethod
-    def _layers_build(cls, specs: list[Spec]) -> list[Spec]:
-        from deepfit.nn.build import expand, make_layer
-
+    def _layers(cls, specs: list[Spec]) -> list[Spec]:
         for i, spec in enumerate(specs):
             try:
-                make_layer(expand([spec])[0] if isinstance(spec, dict) else spec)
+                check_spec("layer", spec)
             except ConfigError as e:
                 raise ValueError(f"layer {i}: {e}") from None
         return specs
@@ -191,23 +209,11 @@ class TrainingConfig(Strict):
     freeze: list[FreezePhase] | None = Field(None, min_length=1)
     frozen_batch_norm: Literal["inference", "trainable"] = "inference"
 
-    @pydantic.model_validator(mode="after")
-    def _freeze_and_restore(self) -> "TrainingConfig":
-        # A restored snapshot is laid out by the trainable/non-trainable split of its
-        # own phase; putting it back in another phase would mix variables up.
-        restores = any(isinstance(c, Mapping) and c.get("restore_best_weights") for c in self.callbacks)
-        if self.freeze and restores:
-            raise ValueError("early_stopping's restore_best_weights cannot be used with a freeze schedule "
-                             "(yet): remove one of them")
-        return self
-
     @field_validator("loss")
     @classmethod
     def _loss(cls, v: str | Spec) -> str | Spec:
-        from deepfit.train.objective import resolve_loss
-
         try:
-            resolve_loss(v)
+            check_spec("loss", v)
         except ConfigError as e:
             raise ValueError(str(e)) from None
         return v
@@ -215,11 +221,9 @@ class TrainingConfig(Strict):
     @field_validator("metrics")
     @classmethod
     def _metrics(cls, v: list[str | Spec]) -> list[str | Spec]:
-        from deepfit.train.objective import resolve_metric
-
         for i, m in enumerate(v):
             try:
-                resolve_metric(m)
+                check_spec("metric", m)
             except ConfigError as e:
                 raise ValueError(f"metric {i}: {e}") from None
         return v
@@ -227,11 +231,9 @@ class TrainingConfig(Strict):
     @field_validator("optimizer", mode="before")
     @classmethod
     def _optimizer(cls, v: Any) -> Spec:
-        from deepfit.optim.optimizers import make_optimizer
-
         spec = {"name": v} if isinstance(v, str) else v
         try:
-            make_optimizer(spec)
+            check_spec("optimizer", spec)
         except ConfigError as e:
             raise ValueError(str(e)) from None
         return spec
@@ -239,11 +241,9 @@ class TrainingConfig(Strict):
     @field_validator("schedule")
     @classmethod
     def _schedule(cls, v: Spec | None) -> Spec | None:
-        from deepfit.optim.schedules import check_schedule
-
         if v is not None:
             try:
-                check_schedule(v)
+                check_spec("schedule", v)
             except ConfigError as e:
                 raise ValueError(str(e)) from None
         return v
@@ -251,11 +251,9 @@ class TrainingConfig(Strict):
     @field_validator("callbacks")
     @classmethod
     def _callbacks(cls, specs: list[Spec]) -> list[Spec]:
-        from deepfit.train.callbacks import make_callback
-
         for i, spec in enumerate(specs):
             try:
-                make_callback(spec)
+                check_spec("callback", spec)
             except ConfigError as e:
                 raise ValueError(f"callback {i}: {e}") from None
         return specs

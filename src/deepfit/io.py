@@ -8,17 +8,25 @@ so run directories carry a manifest of sha256 digests checked on load.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
-from deepfit.data.idx import file_digest
 from deepfit.errors import CheckpointError
 
 MANIFEST = "manifest.json"
 
+
+
+def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 def write_atomic(path: str | Path, data: bytes | str) -> None:
     path = Path(path)

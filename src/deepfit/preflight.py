@@ -103,6 +103,8 @@ def _shapes_without_allocating(cfg) -> tuple[keras.Model, list[tuple]] | None:
 
     from deepfit.nn.build import build_model
 
+    if cfg.model.from_run is not None:
+        return None  # it reads a saved run's weights: the real build says what is wrong
     pending = list(global_state.get_global_attribute("uninitialized_variables") or [])
     try:
         with StatelessScope(initialize_variables=False):

@@ -176,14 +176,15 @@ def program_key(cfg: Config, steps_per_epoch: int) -> str:
 
 
 def make_trainer(cfg: Config, model: keras.Model, steps_per_epoch: int,
-                 callbacks: Sequence[Callback] = (), shared: bool = True, y_example=None) -> Trainer:
+                 callbacks: Sequence[Callback] = (), shared: bool = True, optimizer_and_schedule=None,
+                 y_example=None) -> Trainer:
     """The Trainer a config describes, around a given model built from that config
     (``shared=False`` for any other model: its compiled step is then not reused).
     ``y_example``: a label or two, which settle what "accuracy" means (as Keras's first batch does)."""
     from deepfit.train.objective import Objective, resolve_loss, resolve_metric
 
     t = cfg.training
-    optimizer, schedule = make_optimizer_and_schedule(t, steps_per_epoch)
+    optimizer, schedule = optimizer_and_schedule or make_optimizer_and_schedule(t, steps_per_epoch)
     # Compiled as Keras would be, so Keras's callbacks see its metrics and the model evaluates as it trained.
     model.compile(optimizer=optimizer, loss=resolve_loss(t.loss), metrics=[resolve_metric(m) for m in t.metrics])
     objective = Objective.for_model(t.loss, t.metrics, model, y_example, compile_metrics=model._compile_metrics)
@@ -312,6 +313,10 @@ def _begin(config, out, *, overrides=(), model=None, data=None, callbacks=(), sa
     if cfg.noise_seed is not None:
         reseed_noise(model, cfg.noise_seed)
     t = cfg.training
+    steps_per_epoch = -(-len(dataset.x_train) // t.batch_size)
+    # Keras checks the optimizer's values as it builds it, and a user's schedule function runs over
+    # the plan: both before anything is written.
+    optimizer_and_schedule = make_optimizer_and_schedule(t, steps_per_epoch)
     extra: list[Callback] = [TerminateOnNaN(), *map(make_callback, t.callbacks), *callbacks]
     if t.freeze:
         from deepfit.train.callbacks.freeze_schedule import FreezeSchedule
@@ -333,8 +338,8 @@ def _begin(config, out, *, overrides=(), model=None, data=None, callbacks=(), sa
     if keras_callbacks:  # Keras's own callbacks, run unchanged from deepfit's events
         extra = [c for c in extra if not is_keras_callback(c)] + [KerasCallbacks(keras_callbacks)]
     backup = attach_backup(extra, out_dir, checkpoint)
-    trainer = make_trainer(cfg, model, -(-len(dataset.x_train) // t.batch_size), extra, shared=own_model,
-                           y_example=dataset.y_train[:1])
+    trainer = make_trainer(cfg, model, steps_per_epoch, extra, shared=own_model,
+                           optimizer_and_schedule=optimizer_and_schedule, y_example=dataset.y_train[:1])
     if backup is not None:
         backup.restore_on_begin = status == "resumable"  # the backup restores as fit begins
     return _Begun(cfg, out_dir, dataset, model, trainer, backup, status == "resumable")

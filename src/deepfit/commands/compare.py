@@ -30,7 +30,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from deepfit.experiments.runner import compare
+    from deepfit.workflows import compare
     from deepfit.report.content import fmt, fmt_p, interval_text, needed_text
 
     result = compare(args.experiment, out=args.out, seeds=args.seeds, overrides=args.overrides,

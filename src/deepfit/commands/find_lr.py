@@ -27,7 +27,7 @@ def register(sub) -> None:
 def run(args) -> int:
     from deepfit.config import dump_toml, load_config
     from deepfit.io import write_atomic
-    from deepfit.optim.lr_finder import apply_suggestion, find_lr, save_result
+    from deepfit.lr_finder import apply_suggestion, find_lr, save_result
 
     cfg = load_config(args.config, args.overrides)
     out = Path(args.out or Path("runs") / f"{cfg.name or Path(args.config).stem}-lr")

@@ -39,7 +39,8 @@ def register(sub) -> None:
 def run(args) -> int:
     import sys
 
-    from deepfit.experiments.reproduce import publish, reproduce
+    from deepfit.experiments.reproduce import publish
+    from deepfit.workflows import reproduce
 
     only = [s.strip() for s in args.only.split(",") if s.strip()] if args.only else None
     result = reproduce(args.out, mode=args.mode, only=only, seeds=args.seeds, backend=args.backend, jobs=args.jobs,

@@ -8,7 +8,6 @@ made, so a crafted header cannot make us allocate what the file doesn't hold.
 
 from __future__ import annotations
 
-import hashlib
 import struct
 import zlib
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from deepfit.errors import DataError
+from deepfit.io import file_digest
 
 _TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 # Gunzip at most this much: a crafted gzip (a "zip bomb") cannot fill memory.
@@ -65,14 +65,6 @@ def read_idx(path: str | Path, limit: int = MAX_BYTES) -> np.ndarray:
     if raw[:2] == b"\x1f\x8b":
         raw = _gunzip(raw, p, limit)
     return parse_idx(raw, p)
-
-
-def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
-    h = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_sums(path: str | Path) -> dict[str, str]:

@@ -9,7 +9,7 @@
 
 from deepfit.diagnostics.diagnose import Diagnosis, diagnose
 from deepfit.diagnostics.selu_demo import run_all as selu_demo
-from deepfit.diagnostics.stats import SATURATION_MARGIN, StatsSteps, layer_stats, probes
+from deepfit.train.stats_step import SATURATION_MARGIN, StatsSteps, layer_stats, probes
 from deepfit.diagnostics.verdict import Verdict, judge
 
 __all__ = ["SATURATION_MARGIN", "Diagnosis", "StatsSteps", "Verdict", "diagnose", "judge", "layer_stats",

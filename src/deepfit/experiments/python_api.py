@@ -2,7 +2,7 @@
 
     result = deepfit.compare({"relu": make_relu, "selu": make_selu}, data=(x_train, y_train), seeds=5,
                              validation_split=0.1, epochs=10)
-    result.report()        # displays inline in Jupyter
+    result.report()        # displays inline in Jupyter (deepfit.compare writes the report)
 
 A variant is a function ``seed -> compiled Keras model`` (the notebook's way to write a
 network) or a config dict. A function is called once per seed, here, to *record* its
@@ -123,7 +123,7 @@ def _record(fn: Callable[[int], keras.Model], seed: int, input_shape: list[int],
         raise ConfigError(f"variant {name!r}: {e}") from None
 
 
-def compare_python(
+def python_experiment(
     variants: Mapping[str, Callable[[int], keras.Model] | Mapping[str, Any]],
     *,
     data: Any,
@@ -139,15 +139,12 @@ def compare_python(
     reference: str | None = None,
     metric: str = "val_accuracy",
     backend: str = "auto",
-    jobs: int | None = None,
-    report: bool = True,
-    log: Callable[[str], None] | None = None,
-):
-    """See the module docstring. ``base`` is a config dict the variants start from (its data and
+) -> tuple[dict[str, Any], Path, str]:
+    """The experiment (a plain tree), its directory and the backend for ``compare``'s Python form (see
+    the module docstring); the arrays are written into the directory's ``data/``. ``base`` is a config dict the variants start from (its data and
     training sections apply to all); a dict variant is a config tree merged over it. Validation: the last
     ``validation_split`` of the training arrays (as Keras), or the first ``validation_size``; default 0.1."""
     from deepfit.config import load_config
-    from deepfit.experiments.runner import compare
 
     if not isinstance(variants, Mapping) or not variants:
         raise ConfigError("variants must be a dict of name -> function(seed) returning a compiled Keras model "
@@ -198,7 +195,7 @@ def compare_python(
     write_arrays(out_dir / "data", train, test)
     experiment = {"name": name, "base": tree, "seeds": seed_list, "metric": metric,
                   "reference": reference or next(iter(variants)), "variants": exp_variants}
-    return compare(experiment, out_dir, backend=backend, jobs=jobs, report=report, log=log)
+    return experiment, out_dir, backend
 
 
 def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

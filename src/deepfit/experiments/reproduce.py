@@ -170,7 +170,7 @@ def run_mc_dropout(out: Path, seeds: list[int], mode: Mode, log: Callable[[str],
 
 def run_lr_finder(out: Path, mode: Mode, log: Callable[[str], None]) -> None:
     """The notebook's LR-finder figure on the leaky_relu network (its run diverged to NaN; this one stops)."""
-    from deepfit.optim.lr_finder import find_lr, save_result
+    from deepfit.lr_finder import find_lr, save_result
 
     if (out / "lr_finder" / "lr_finder.json").is_file():
         return
@@ -293,11 +293,11 @@ def reproduce(
     backend: str = "local",
     jobs: int | None = None,
     address: str | None = None,
-    report: bool = True,
     argv: Sequence[str] | None = None,
     log: Callable[[str], None] = print,
 ) -> Reproduction:
-    """Run the chosen catalog entries over seeds, then judge the notebook's claims and write the report."""
+    """Run the chosen catalog entries over seeds, then judge the notebook's claims
+    (:func:`deepfit.reproduce` adds the chapter's report)."""
     from deepfit.experiments.backends import make_backend
     from deepfit.experiments.runner import Runner, Schedule
     from deepfit.experiments.spec import load_experiment
@@ -353,13 +353,7 @@ def reproduce(
     if optimizers is not None:
         write_atomic(out / "table_11_2.csv", optimizers.table.to_csv(index=False, float_format="%.6g"))
     write_json(out / "provenance.json", {**provenance(m, argv), "seconds": time.perf_counter() - started})
-    result = Reproduction(out, m, summary, verdicts, values, time.perf_counter() - started)
-    if report:
-        from deepfit.report.chapter import write_chapter_report
-
-        result.report = write_chapter_report(result)
-    result.seconds = time.perf_counter() - started
-    return result
+    return Reproduction(out, m, summary, verdicts, values, time.perf_counter() - started)
 
 
 def claims_table(verdicts: list[Verdict]) -> pd.DataFrame:

@@ -33,20 +33,13 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 from deepfit.config import Config, dump_toml
 from deepfit.errors import ConfigError
 from deepfit.experiments.backends import Backend, make_backend
+from deepfit.experiments.python_api import is_python_experiment, python_experiment
 from deepfit.experiments.spec import Experiment, Variant, load_experiment
+from deepfit.experiments.store import LOCKS, PARTIAL, RUNS, is_finished, read_experiment, run_dir  # noqa: F401
+from deepfit.experiments.tables import write_tables
 from deepfit.experiments.task import WAIT, Outcome, Task, estimated_cost
 from deepfit.io import fsync_dir, read_json, write_json
 
-RUNS, PARTIAL, LOCKS = "runs", ".partial", ".locks"
-
-
-def run_dir(exp_dir: Path, variant: str, seed: int) -> Path:
-    return exp_dir / RUNS / variant / f"seed-{seed}"
-
-
-def is_finished(path: Path) -> bool:
-    # Complete directories arrive by rename; the manifest check also rejects a run dir copied in by hand half-way.
-    return (path / "manifest.json").is_file() and (path / "final.json").is_file()
 
 
 class Claims:
@@ -236,16 +229,16 @@ def compare(
     backend: str = "auto",
     jobs: int | None = None,
     address: str | None = None,
-    report: bool = True,
     log: Callable[[str], None] | None = None,
     data: Any = None,
     **options: Any,
 ) -> "ExperimentResult":
-    """Run every (variant, seed) of an experiment, then write its tables (and report).
+    """Run every (variant, seed) of an experiment, then write its tables
+    (:func:`deepfit.compare` adds the report).
 
     From Python, without a file: ``compare({"relu": make_relu, "selu": make_selu}, data=(x, y), seeds=5,
     epochs=10)``, variants as functions ``seed -> compiled Keras model`` or config dicts, data as arrays
-    (``options``: see :func:`deepfit.experiments.python_api.compare_python`).
+    (``options``: see :func:`deepfit.experiments.python_api.python_experiment`).
 
     Rerunning on the same ``out`` skips finished runs and redoes interrupted
     ones; concurrent calls on one ``out`` share the work. ``backend`` is
@@ -253,13 +246,11 @@ def compare(
     (``address`` of a cluster, or a local Ray); the per-run results do not
     depend on it.
     """
-    from deepfit.experiments.python_api import compare_python, is_python_experiment
-    from deepfit.experiments.tables import write_tables
-
     if is_python_experiment(experiment, data):
-        return compare_python(experiment, data=data, seeds=5 if seeds is None else seeds, out=out, backend=backend,
-                              jobs=jobs, report=report, log=log, **options)
-    if options:
+        experiment, out, backend = python_experiment(experiment, data=data, seeds=5 if seeds is None else seeds,
+                                                     out=out, backend=backend, **options)
+        seeds = None
+    elif options:
         raise ConfigError(f"compare: {', '.join(options)} apply to variants given from Python with data=...; "
                           f"an experiment file sets them in its base config")
     exp = load_experiment(experiment, seeds=seeds, overrides=overrides)
@@ -275,37 +266,7 @@ def compare(
     result = write_tables(out_dir, exp)
     result.trained = runner.trained
     result.seconds = time.perf_counter() - started
-    if report:
-        from deepfit.report import write_report
-
-        result.report = Report(write_report(out_dir))
     return result
-
-
-class Report(dict):
-    """The report's files (``{"markdown": path, "html": path}``); calling it displays the report inline
-    in Jupyter (``result.report()``), or gives the Markdown's text elsewhere."""
-
-    def __call__(self):
-        return ReportView(Path(self["html"]), Path(self["markdown"]))
-
-
-class ReportView:
-    def __init__(self, html: Path, markdown: Path):
-        self.html, self.markdown = html, markdown
-
-    def _repr_html_(self) -> str:
-        return self.html.read_text(encoding="utf-8")
-
-    def __repr__(self) -> str:
-        return self.markdown.read_text(encoding="utf-8")
-
-
-def read_experiment(exp_dir: str | Path) -> Experiment:
-    """The experiment a directory was made from (its ``experiment.json``)."""
-    d = Path(exp_dir)
-    tree = read_json(d / "experiment.json", "experiment record")
-    return load_experiment(tree)
 
 
 __all__ = ["Claims", "Outcome", "Runner", "Schedule", "Task", "compare", "is_finished", "read_experiment",

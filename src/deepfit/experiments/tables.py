@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from deepfit.experiments.runner import LOCKS, is_finished, run_dir
+from deepfit.experiments.store import LOCKS, is_finished, read_experiment, run_dir
 from deepfit.experiments.spec import Cell, Experiment, init_order
 from deepfit.io import read_json, write_atomic
 
@@ -102,7 +102,6 @@ def write_tables(exp_dir: str | Path, exp: Experiment) -> ExperimentResult:
 
 def load_experiment_dir(exp_dir: str | Path) -> ExperimentResult:
     """An experiment directory's tables, rebuilt from its runs (a report never trains)."""
-    from deepfit.experiments.runner import read_experiment
 
     d = Path(exp_dir)
     return collect(d, read_experiment(d))

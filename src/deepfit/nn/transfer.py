@@ -85,7 +85,7 @@ def reuse(
     new_layers = []
     for item in head:
         if isinstance(item, Mapping):
-            from deepfit.nn.build import make_layer
+            from deepfit.nn.specs import make_layer
 
             layer = make_layer(item)
             if "name" not in item:
@@ -102,8 +102,13 @@ def reuse(
 
 
 def build_from_run(cfg, seed: int | None = None) -> keras.Sequential:
-    """The model a :class:`~deepfit.config.ModelConfig` with ``from_run`` describes."""
-    from deepfit.run import load_run
+    """The model a :class:`~deepfit.config.ModelConfig` with ``from_run`` describes.
+
+    Reads the finished run's model file itself (verified against the run's manifest), so
+    building a model needs nothing of the layer that trains and records runs.
+    """
+    from deepfit.io import MANIFEST, verify_manifest
+    from deepfit.serialize import load_model
 
     directory = Path(cfg.from_run).expanduser()
     if not directory.is_dir():
@@ -111,7 +116,11 @@ def build_from_run(cfg, seed: int | None = None) -> keras.Sequential:
             f"model.from_run = {cfg.from_run!r}: no such run directory; train that run first "
             f"(e.g. deepfit train configs/task_a.toml --out {cfg.from_run}) or point from_run at one"
         )
-    source = load_run(directory).model
+    if not (directory / MANIFEST).is_file() or not (directory / "model.json").is_file():
+        raise ConfigError(f"model.from_run = {cfg.from_run!r}: that run did not finish with a model "
+                          "(no manifest.json or model.json); finish it (--resume) or point from_run at another")
+    verify_manifest(directory)
+    source = load_model(directory)
     got = list(source.inputs[0].shape[1:])
     if "input_shape" in cfg.model_fields_set and list(cfg.input_shape) != got:
         raise ConfigError(

@@ -69,7 +69,7 @@ def plot_schedule(schedule: "Schedule", steps_per_epoch: int, epochs: int, out: 
 def plot_lr_finder(result: Any, out: str | Path) -> Path:
     """Loss against rate on a log axis, raw and smoothed, the suggestion marked.
 
-    ``result`` is a :class:`deepfit.optim.lr_finder.LRFinderResult` (not imported: lr_finder imports this module).
+    ``result`` is a :class:`deepfit.lr_finder.LRFinderResult` (not imported: lr_finder imports this module).
     """
     fig = _figure()
     ax = fig.add_subplot()

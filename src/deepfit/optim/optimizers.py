@@ -18,6 +18,7 @@ from typing import Any, Callable, Mapping
 
 import keras
 
+from deepfit.config import register_check
 from deepfit.errors import ConfigError
 from deepfit.optim import momentum as scheduled
 from deepfit.registry import did_you_mean, normalize
@@ -101,13 +102,28 @@ def make_optimizer(spec: str | Mapping[str, Any],
     Adam family's ``beta_1`` follow it (the value in the spec is then unused);
     an optimizer without momentum (see :data:`CAPABILITIES`) refuses it.
     """
-    name, kwargs = optimizer_spec(spec)
+    name, kwargs = check_optimizer(spec)
     cls = OPTIMIZERS[name]
     if momentum_schedule is not None:
         cap = CAPABILITIES.get(name)
         if cap is None or cap.scheduled is None:
             raise ConfigError(f"optimizer {name!r} has no momentum to schedule; optimizers that do: "
                               f"{', '.join(n for n, c in CAPABILITIES.items() if c.scheduled)}")
+        cls, kwargs = CAPABILITIES[name].scheduled, {**kwargs, "momentum_schedule": momentum_schedule}
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"optimizer {name!r}: {e}") from None
+
+
+@register_check("optimizer")
+def check_optimizer(spec: str | Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The optimizer's name and arguments, checked by lookup and signature (nothing is built).
+
+    Returns the canonical name and the keyword arguments.
+    """
+    name, kwargs = optimizer_spec(spec)
+    cls = OPTIMIZERS[name]
     for key, hint in _KERAS2_HINTS.items():
         if key in kwargs:
             raise ConfigError(f"optimizer {name!r}: {key!r} is Keras 2; {hint}")
@@ -124,9 +140,4 @@ def make_optimizer(spec: str | Mapping[str, Any],
     lr = kwargs.get("learning_rate")
     if lr is not None and (not isinstance(lr, (int, float)) or isinstance(lr, bool) or not lr > 0):
         raise ConfigError(f"optimizer {name!r}: learning_rate must be a positive number, got {lr!r}")
-    if momentum_schedule is not None:
-        cls, kwargs = CAPABILITIES[name].scheduled, {**kwargs, "momentum_schedule": momentum_schedule}
-    try:
-        return cls(**kwargs)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"optimizer {name!r}: {e}") from None
+    return name, kwargs

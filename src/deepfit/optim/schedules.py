@@ -23,6 +23,7 @@ from typing import Any, Callable, Mapping, Sequence
 import jax.numpy as jnp
 import numpy as np
 
+from deepfit.config import register_check
 from deepfit.errors import ConfigError
 from deepfit.registry import Registry, did_you_mean
 
@@ -219,6 +220,7 @@ def from_function(fn: Callable, per: str = "epoch") -> Callable:
         return Schedule(rate, name=getattr(fn, "__name__", "function"))
 
     factory.__doc__ = f"User function {getattr(fn, '__name__', fn)!r} of ({per}, lr)."
+    factory.tabulates = True
     return factory
 
 
@@ -261,9 +263,12 @@ def _split(spec: str | Mapping[str, Any]) -> tuple[Callable, dict[str, Any]]:
     return fn, kwargs
 
 
+@register_check("schedule")
 def check_schedule(spec: str | Mapping[str, Any]) -> None:
     """Fail on an unknown schedule, parameter or bad value before anything runs."""
     fn, kwargs = _split(spec)
+    if getattr(fn, "tabulates", False):
+        return  # a user's function: called for each planned step once the plan is known, not on a made-up one
     try:
         # Values that do not depend on the data size are checked on a nominal plan.
         fn(steps_per_epoch=1000, epochs=1000, **kwargs)

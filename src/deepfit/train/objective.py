@@ -30,6 +30,7 @@ import keras
 import numpy as np
 from keras.src.trainers import compile_utils  # Keras's own rules: "accuracy" by label shape, function → Loss
 
+from deepfit.config import register_check
 from deepfit.errors import ConfigError
 
 # Fields of the sums vector before the metrics' state.
@@ -96,6 +97,42 @@ def resolve_loss(spec: Any) -> Any:
     if spec is None or not callable(spec):
         raise ConfigError(f"loss must be a Keras loss name, table, function or keras.losses.Loss; got {spec!r}")
     return spec
+
+
+def _check(kind: str, module, spec: Any, names) -> None:
+    """A config's loss or metric checked by lookups (its name; a table's arguments in the class's
+    signature), building nothing: what config validation may do."""
+    if isinstance(spec, Mapping):
+        name = spec.get("name")
+        cls = _class_for(module, name) if isinstance(name, str) else None
+        if cls is None:
+            raise ConfigError(_unknown(kind, str(name), names()) if isinstance(name, str) else
+                              f"a {kind} table needs a name, e.g. {{ name = '...' }}; got {dict(spec)!r}")
+        params = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "args", "kwargs")]
+        unknown = [k for k in spec if k != "name" and k not in params]
+        if unknown:
+            from deepfit.registry import did_you_mean
+
+            raise ConfigError(f"{kind} {name!r} has no argument {unknown[0]!r}.{did_you_mean(unknown[0], params)} "
+                              f"Its arguments: {', '.join(params)}.")
+        return
+    if isinstance(spec, str):
+        if spec.lower() in (("crossentropy", "ce") if kind == "loss" else ("accuracy", "acc")):
+            return
+        if not (callable(getattr(module, spec, None)) and spec == spec.lower()) and _class_for(module, spec) is None:
+            raise ConfigError(_unknown(kind, spec, names()))
+        return
+    raise ConfigError(f"a {kind} in a config is a name or a table ({{ name = ..., ... }}); got {spec!r}")
+
+
+@register_check("loss")
+def check_loss(spec: Any) -> None:
+    _check("loss", keras.losses, spec, loss_names)
+
+
+@register_check("metric")
+def check_metric(spec: Any) -> None:
+    _check("metric", keras.metrics, spec, metric_names)
 
 
 def resolve_metric(spec: Any) -> Any:

@@ -80,7 +80,7 @@ class Steps:
 
     ``run_chunk(state, x_all, y_all, idx, active)`` returns ``(state, losses, rates, aux)``;
     ``aux`` is what a subclass records inside the step (``{}`` here; layer statistics in
-    :class:`~deepfit.diagnostics.stats.StatsSteps`).
+    :class:`~deepfit.train.stats_step.StatsSteps`).
     """
 
     def __init__(self, model: keras.Model, optimizer: keras.optimizers.Optimizer, loss,

@@ -23,7 +23,7 @@ from typing import Any
 
 
 from deepfit.errors import CheckpointError, ConfigError
-from deepfit.train.callbacks import CALLBACKS
+from deepfit.train.callbacks.registry import CALLBACKS
 from deepfit.train.checkpoint import join_arrays, latest_checkpoint, read_checkpoint, split_arrays, write_checkpoint
 from deepfit.train.events import Callback
 

@@ -5,7 +5,7 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from deepfit.train.callbacks import CALLBACKS
+from deepfit.train.callbacks.registry import CALLBACKS
 from deepfit.train.callbacks.monitor import Monitor
 from deepfit.train.events import Callback
 

@@ -5,7 +5,7 @@ from typing import Any
 
 import numpy as np
 
-from deepfit.train.callbacks import CALLBACKS
+from deepfit.train.callbacks.registry import CALLBACKS
 from deepfit.train.events import Callback
 
 
@@ -14,7 +14,7 @@ class LayerStats(Callback):
     """Per-layer activation mean/std, saturated and dead fractions, gradient norm and update ratio.
 
     Recorded inside the compiled step every ``every_n_steps`` steps (step 0, the
-    initialization, included); see :mod:`deepfit.diagnostics.stats` for the
+    initialization, included); see :mod:`deepfit.train.stats_step` for the
     formulas. The trainer hands the statistics back every ``rows_per_call``
     records, so the loop still runs long compiled chunks. ``frame()`` is the
     long table (one row per step and layer).
@@ -34,14 +34,14 @@ class LayerStats(Callback):
 
     def steps_factory(self, model, optimizer, loss, schedule=None, layout=None):
         """The trainer's step factory while this callback is attached: steps that record statistics."""
-        from deepfit.diagnostics.stats import StatsSteps
+        from deepfit.train.stats_step import StatsSteps
 
         steps = StatsSteps(model, optimizer, loss, schedule, layout, every_n_steps=self.n)
         self.layers = steps.layers
         return steps
 
     def on_chunk_end(self, trainer, chunk) -> None:
-        from deepfit.diagnostics.stats import frame_rows
+        from deepfit.train.stats_step import frame_rows
 
         self.layers = trainer.steps.layers  # a freeze schedule's phase has steps of its own
         stats = {k: np.asarray(v) for k, v in chunk.aux.items()}

@@ -3,7 +3,7 @@ from __future__ import annotations
 import sys
 import time
 
-from deepfit.train.callbacks import CALLBACKS
+from deepfit.train.callbacks.registry import CALLBACKS
 from deepfit.train.events import Callback
 
 

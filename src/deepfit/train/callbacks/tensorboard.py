@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from deepfit.train.callbacks import CALLBACKS
+from deepfit.train.callbacks.registry import CALLBACKS
 from deepfit.train.events import Callback
 
 

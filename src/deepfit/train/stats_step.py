@@ -144,12 +144,11 @@ def stats_table(outputs, grads, before, after, layers: list[Probe]) -> dict[str,
 class StatsSteps(Steps):
     """:class:`~deepfit.train.step.Steps` that also records layer statistics every ``every_n_steps``.
 
-    Inside the scan each step chooses, with ``lax.switch``, between skipping (an
-    inactive row), the ordinary step, and the step with statistics (when the
-    global step is a multiple of ``every_n_steps``, so step 0 shows the
-    initialization). Only the chosen branch runs, so the other steps cost what
-    they cost without statistics. ``run_chunk``'s aux holds the chunk's statistics:
-    arrays (K, L) per statistic, plus ``taken`` (K,) and ``step`` (K,).
+    The statistics are taken on the steps whose global step is a multiple of
+    ``every_n_steps`` (step 0 shows the initialization); every other step is the
+    ordinary one, with no extra branch (see :meth:`_run_chunk`). ``run_chunk``'s aux
+    holds the chunk's statistics: arrays (G, L) per statistic, plus ``taken`` (G,)
+    and ``step`` (G,), one row per group of ``every_n_steps`` steps.
     """
 
     def __init__(self, model: keras.Model, optimizer: keras.optimizers.Optimizer, loss: str,
@@ -187,24 +186,44 @@ class StatsSteps(Steps):
         return new, loss, rate, stats_table(outputs, grads, state.params, new.params, self.layers)
 
     def _run_chunk(self, state: TrainState, x_all, y_all, idx, active):
-        blank = {k: jnp.zeros((len(self.layers),), jnp.float32) for k in STATS}
+        """Nested scans: an outer scan over groups of ``every_n_steps`` rows, each a step with
+        statistics then an inner scan of ordinary steps, so the ordinary steps carry no extra branch.
+
+        The chunk's rows are shifted (by a traced offset, into a padded copy) so that the rows
+        whose global step is a multiple of ``every_n_steps`` open the groups; the padding is
+        inactive and the per-step outputs are shifted back.
+        """
+        n, k = self.every_n_steps, idx.shape[0]
+        groups = -(-(k + n - 1) // n)
+        blank = {key: jnp.zeros((len(self.layers),), jnp.float32) for key in STATS}
         zero = jnp.zeros((), jnp.float32)
+        # Row j is global step s0 + j, s0 counting back over the leading inactive rows (a run resumed
+        # mid-chunk); the padding puts the rows with (s0 + j) % n == 0 at the groups' starts.
+        shift = (state.step - jnp.argmax(active)) % n
 
-        def body(state, row):
+        def padded(a):
+            pad = jnp.zeros((n, *a.shape[1:]), a.dtype)
+            whole = jnp.concatenate([pad, a, jnp.zeros((groups * n, *a.shape[1:]), a.dtype)])
+            return jax.lax.dynamic_slice_in_dim(whole, n - shift, groups * n).reshape(groups, n, *a.shape[1:])
+
+        def plain(state, row):
             batch_idx, on = row
-            x, y = x_all[batch_idx], y_all[batch_idx]
-            take = on & (state.step % self.every_n_steps == 0)
-            branches = [
-                lambda s: (s, zero, zero, blank),
-                lambda s: (*self.train_step(s, x, y), blank),
-                lambda s: self._stats_step(s, x, y),
-            ]
-            step = state.step
-            state, loss, rate, stats = jax.lax.switch(on.astype(jnp.int32) + take.astype(jnp.int32), branches, state)
-            return state, (loss, rate, {**stats, "taken": take, "step": step})
+            state, loss, rate = self._step_or_skip(state, x_all[batch_idx], y_all[batch_idx], on)
+            return state, (loss, rate)
 
-        state, (losses, rates, stats) = jax.lax.scan(body, state, (idx, active))
-        return state, losses, rates, stats
+        def group(state, rows):
+            batch_idx, on = rows
+            step = state.step
+            state, loss, rate, stats = jax.lax.cond(
+                on[0], lambda s: self._stats_step(s, x_all[batch_idx[0]], y_all[batch_idx[0]]),
+                lambda s: (s, zero, zero, blank), state)
+            state, (losses, rates) = jax.lax.scan(plain, state, (batch_idx[1:], on[1:]))
+            return state, (jnp.concatenate([loss[None], losses]), jnp.concatenate([rate[None], rates]),
+                           {**stats, "taken": on[0], "step": step})
+
+        state, (losses, rates, stats) = jax.lax.scan(group, state, (padded(idx), padded(active)))
+        back = lambda a: jax.lax.dynamic_slice_in_dim(a.reshape(-1), shift, k)  # noqa: E731
+        return state, back(losses), back(rates), stats
 
 
 def layer_stats(model: keras.Model, x, y, *, loss: str = "sparse_categorical_crossentropy",
