@@ -231,3 +231,26 @@ def test_layer_stats_of_a_run_resumed_mid_chunk_fall_on_the_same_steps(tmp_path)
     assert sorted(b["step"].unique()) == steps
     np.testing.assert_allclose(b["grad_norm"], a["grad_norm"], rtol=1e-6, equal_nan=True)
     assert_same_state(resumed, never)
+
+
+def test_what_a_run_computes_is_kept_and_listed(tmp_path):
+    # layer_stats records were shown and dropped; deepfit predict wrote an unlisted file into the run.
+    # 200 training images, batch 50: 4 steps an epoch, 8 in all; statistics every 2 steps.
+    import pandas as pd
+
+    from deepfit.io import verify_manifest
+    from deepfit.predictions import predict_run
+
+    cfg = {"data": {"train_size": 200, "validation_size": 100},
+           "model": {"layers": [{"type": "flatten"}, {"type": "dense", "units": 8, "activation": "relu"},
+                                {"type": "dense", "units": 10, "activation": "softmax"}]},
+           "training": {"epochs": 2, "batch_size": 50, "progress": False,
+                        "callbacks": [{"name": "layer_stats", "every_n_steps": 2, "rows_per_call": 1}]}}
+    run = df.train(cfg, tmp_path / "run")
+    stats = pd.read_parquet(tmp_path / "run" / "layer_stats.parquet")
+    assert sorted(stats["step"].unique()) == [0, 2, 4, 6] and set(stats["layer"]) == {"dense", "dense_1"}
+    assert "layer_stats.parquet" in verify_manifest(run.dir)
+    result = predict_run(run.dir, "valid")
+    listed = verify_manifest(run.dir)  # every file still checks out, the new ones included
+    assert {"predictions-valid.csv", "figures/reliability-valid.png"} <= set(listed)
+    assert result["n"] == 100

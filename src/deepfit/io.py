@@ -82,6 +82,23 @@ def write_manifest(directory: str | Path, names: Iterable[str]) -> None:
     write_json(d / MANIFEST, {name: file_digest(d / name) for name in sorted(names)})
 
 
+def add_to_manifest(directory: str | Path, paths: Iterable[str | Path]) -> list[str]:
+    """List files written into a finished run after it ended (predictions, figures): the ones
+    inside ``directory`` join its manifest, so it still names every file the run holds."""
+    d = Path(directory).resolve()
+    manifest = read_json(d / MANIFEST, "manifest")
+    added = []
+    for p in paths:
+        p = Path(p).resolve()
+        if p.is_relative_to(d):
+            name = p.relative_to(d).as_posix()
+            manifest[name] = file_digest(p)
+            added.append(name)
+    if added:
+        write_json(d / MANIFEST, dict(sorted(manifest.items())))
+    return added
+
+
 def verify_manifest(directory: str | Path) -> dict[str, str]:
     """Check every file the manifest lists; one clear error naming the first bad file."""
     d = Path(directory)

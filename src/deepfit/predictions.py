@@ -14,7 +14,7 @@ import numpy as np
 
 from deepfit.calibration import calibration_metrics, reliability_diagram
 from deepfit.data.prepare import load_data
-from deepfit.io import write_atomic
+from deepfit.io import add_to_manifest, write_atomic
 from deepfit.run import load_run
 from deepfit.uncertainty import MCPrediction, entropy, mc_predict, predict_proba
 
@@ -60,7 +60,8 @@ def predict_run(
 ) -> dict[str, Any]:
     """Predict a run's ``split`` (data as its config prepares it); write the CSV and the diagram.
 
-    Defaults: ``RUN_DIR/predictions-SPLIT.csv`` and ``RUN_DIR/figures/reliability-SPLIT.png``.
+    Defaults: ``RUN_DIR/predictions-SPLIT.csv`` and ``RUN_DIR/figures/reliability-SPLIT.png``,
+    added to the run's manifest (a file written elsewhere is not).
     Returns accuracy, NLL and ECE of the deterministic pass (and of the MC mean).
     """
     run = load_run(run_dir)
@@ -73,5 +74,6 @@ def predict_run(
     figure = Path(figure) if figure else Path(run_dir) / "figures" / f"reliability-{split}.png"
     panels = {"deterministic": det} if mc is None else {"deterministic": det, f"MC dropout ({mc_samples})": mc.mean}
     reliability_diagram(panels, y, figure, bins, title=f"{Path(run_dir).name}: {split}")
+    add_to_manifest(run_dir, [out, figure])  # never an unlisted file inside a run
     result["csv"], result["figure"] = str(out), str(figure)
     return result

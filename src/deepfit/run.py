@@ -9,10 +9,13 @@ The run directory is the unit of record::
     timings.csv          seconds each epoch took (kept apart: they differ run to run)
     final.json           metrics of the kept weights ("last"; the restored epoch's with restore_best_weights,
                          none when diverged), test metrics, why training ended
-    model.json           Keras architecture (rebuilt with safe_mode=True)
+    model.json           Keras architecture and compile arguments (rebuilt with safe_mode=True)
     weights.safetensors  every model variable, BatchNorm statistics included
+    layer_stats.parquet  per-layer statistics, when a layer_stats callback recorded them
+    predictions-*.csv    added later by ``deepfit predict`` (listed in the manifest as it writes them)
     manifest.json        sha256 of each file above, written last, checked on load
     checkpoints/         the last training state while the run is unfinished (see --resume)
+    final_state/         a completed run's last training state (``--resume --epochs N`` extends the run from it)
 
 ``final.json`` and ``manifest.json`` exist only once a run has ended, so an
 interrupted run never looks finished.
@@ -359,6 +362,7 @@ def _end(b: _Begun, seconds: float) -> Run:
         write_atomic(out_dir / "metrics.csv", metrics_csv(trainer.history))
         write_atomic(out_dir / "timings.csv", metrics_csv(trainer.history, timings=True))
         files = ["config.toml", "environment.json", "metrics.csv", "timings.csv", "final.json"]
+        files += write_layer_stats(trainer, out_dir)
         if final["status"] == "diverged":
             # Weights that produced a NaN are not a model: keep the last good checkpoint instead.
             if backup is not None and backup.latest() is not None:
@@ -398,6 +402,21 @@ def _reopen(d: Path, config_text: str) -> None:
     shutil.rmtree(d / CHECKPOINTS, ignore_errors=True)
     shutil.copytree(d / FINAL_STATE, d / CHECKPOINTS)
     write_atomic(d / "config.toml", config_text)
+
+
+def write_layer_stats(trainer: Trainer, out_dir: Path) -> list[str]:
+    """``layer_stats.parquet``: what a ``layer_stats`` callback recorded (kept, not only shown)."""
+    from deepfit.train.callbacks.layer_stats import LayerStats
+
+    recorders = [c for c in trainer.callbacks if isinstance(c, LayerStats) and c.records]
+    if not recorders:
+        return []
+    import io
+
+    buffer = io.BytesIO()
+    recorders[0].frame().to_parquet(buffer, index=False)
+    write_atomic(out_dir / "layer_stats.parquet", buffer.getvalue())
+    return ["layer_stats.parquet"]
 
 
 def final_record(trainer: Trainer, dataset: Dataset, seconds: float) -> dict[str, Any]:
