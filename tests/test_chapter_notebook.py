@@ -25,7 +25,6 @@ def test_the_chapter_runs_in_a_jupyter_kernel(tmp_path, monkeypatch):
     src = str(Path(__file__).resolve().parents[1] / "src")
     monkeypatch.setenv("DEEPFIT_CHAPTER_SIZE", "small")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]))
-    monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     nb = nbformat.read(NOTEBOOK, as_version=4)
     client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
                                      resources={"metadata": {"path": str(tmp_path)}})

@@ -82,9 +82,12 @@ def reliability_diagram(
     title: str = "Reliability diagram",
 ) -> Path:
     """A PNG with one panel per named set of probabilities (e.g. deterministic, MC)."""
+    import sys
+
     import matplotlib
 
-    matplotlib.use("Agg")
+    if "matplotlib.pyplot" not in sys.modules and "ipykernel" not in sys.modules:  # keep a notebook's inline backend
+        matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     path = Path(path)

@@ -24,9 +24,12 @@ def register(sub) -> None:
 
 def learning_curves(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """The notebook's learning-curve figure of a finished (or running) run, from its metrics.csv."""
+    import sys
+
     import matplotlib
 
-    matplotlib.use("Agg")
+    if "matplotlib.pyplot" not in sys.modules and "ipykernel" not in sys.modules:  # keep a notebook's inline backend
+        matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import pandas as pd
 

@@ -6,10 +6,12 @@ Each function returns PNG bytes (matplotlib's Agg renderer; no display needed).
 from __future__ import annotations
 
 import io
+import sys
 
 import matplotlib
 
-matplotlib.use("Agg")
+if "matplotlib.pyplot" not in sys.modules and "ipykernel" not in sys.modules:  # keep a notebook's inline backend
+    matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
