@@ -32,8 +32,8 @@ def _check_modules(node: Any, path: str) -> None:
             return
         module = node.get("module")
         if isinstance(module, str) and not (module == "keras" or module.startswith(("keras.", "deepfit."))):
-            raise CheckpointError(f"{path}: refuses to load class {node.get('class_name')!r} from module {module!r} "
-                                  f"(only Keras, deepfit and classes registered with "
+            raise CheckpointError(f"{path}: refuses to load class from module {module!r} ({node.get('class_name')!r}; "
+                                  f"only Keras, deepfit and classes registered with "
                                   f"@keras.saving.register_keras_serializable(): register it, then load again)")
         if isinstance(registered, str) and ">" in registered and not registered.startswith("deepfit>"):
             raise CheckpointError(f"{path}: refuses unknown custom object {registered!r} (register it with "
