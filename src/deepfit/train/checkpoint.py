@@ -34,7 +34,8 @@ from safetensors.numpy import save as save_safetensors
 from deepfit.errors import CheckpointError
 from deepfit.io import MANIFEST, fsync_dir, verify_manifest, write_atomic
 
-FORMAT = "deepfit-checkpoint-1"
+# 2: the state keyed by variable path (1 was split positionally by the trainable flags).
+FORMAT = "deepfit-checkpoint-2"
 POINTER = "latest.json"
 STATE_FILE, META_FILE = "state.safetensors", "meta.json"
 _NAME = re.compile(r"^ckpt-(\d{10})$")
@@ -145,6 +146,10 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, 
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CheckpointError(f"{meta_path}: not valid JSON ({e})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else None
+        if isinstance(found, str) and found.startswith("deepfit-checkpoint-"):
+            raise CheckpointError(f"{meta_path}: a {found} checkpoint, which this deepfit ({FORMAT}) cannot "
+                                  "continue; rerun that run from the start (without --resume, --overwrite)")
         raise CheckpointError(f"{meta_path}: not a {FORMAT} file")
     state_path = p / STATE_FILE
     try:
