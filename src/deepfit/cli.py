@@ -47,6 +47,14 @@ def build_parser() -> Parser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # Ctrl-C before a command began (parsing, imports): nothing to resume yet
+        print("deepfit: interrupted before anything started", file=sys.stderr)
+        return 130
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     # KEY=VALUE overrides may come after options too (argparse alone stops at the first option).
     args, extra = parser.parse_known_args(argv)
