@@ -12,7 +12,7 @@ import shlex
 import sys
 from typing import Sequence
 
-from deepfit.errors import DeepfitError
+from deepfit.errors import DeepfitError, StorageError
 from deepfit.interrupt import Interrupted
 
 COMMANDS = ("train", "list", "schedule", "find-lr", "compare", "report", "predict", "transfer", "diagnose", "plot", "reproduce",
@@ -69,6 +69,9 @@ def _main(argv: Sequence[str] | None) -> int:
         print(f"deepfit: {e}. {how_to_continue(args, list(sys.argv[1:] if argv is None else argv), e)}",
               file=sys.stderr)
         return e.exit_code
+    except StorageError as e:  # not the user's input: sysexits' EX_IOERR, so a job script can tell
+        print(f"deepfit: error: {e}", file=sys.stderr)
+        return 74
     except DeepfitError as e:
         print(f"deepfit: error: {e}", file=sys.stderr)
         return 2

@@ -29,10 +29,11 @@ import shutil
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import keras
 import numpy as np
@@ -40,8 +41,8 @@ import numpy as np
 from deepfit import interrupt
 from deepfit.config import Config, dump_toml, load_config
 from deepfit.data.prepare import Dataset, load_data
-from deepfit.errors import CheckpointError, ConfigError
-from deepfit.io import MANIFEST, read_json, verify_manifest, write_atomic, write_json, write_manifest
+from deepfit.errors import CheckpointError, ConfigError, StorageError
+from deepfit.io import MANIFEST, read_json, storage_error, verify_manifest, write_atomic, write_json, write_manifest
 from deepfit.nn.build import reseed_noise
 from deepfit.optim.plan import make_optimizer_and_schedule
 from deepfit.serialize import load_model, save_model
@@ -216,15 +217,17 @@ def train(
     bit for bit; on a finished run it does nothing and returns it.
     """
     with interrupt.stop_politely():
-        begun = _begin(config, out, overrides=overrides, model=model, data=data, callbacks=callbacks, save=save,
-                       overwrite=overwrite, resume=resume, checkpoint=checkpoint)
+        with _kept_on_failure([]):
+            begun = _begin(config, out, overrides=overrides, model=model, data=data, callbacks=callbacks,
+                           save=save, overwrite=overwrite, resume=resume, checkpoint=checkpoint)
         if isinstance(begun, Run):
             return begun
-        started = time.perf_counter()
-        with resumed(begun.trainer, begun.backup, begun.dataset):
-            begun.trainer.fit(*begun.fit_data)
-        _raise_if_interrupted([begun])
-        return _end(begun, time.perf_counter() - started)
+        with _kept_on_failure([begun]):
+            started = time.perf_counter()
+            with resumed(begun.trainer, begun.backup, begun.dataset):
+                begun.trainer.fit(*begun.fit_data)
+            _raise_if_interrupted([begun])
+            return _end(begun, time.perf_counter() - started)
 
 
 def train_group(configs: Sequence[str | Path | Mapping[str, Any] | Config], outs: Sequence[str | Path | None],
@@ -244,10 +247,11 @@ def train_group(configs: Sequence[str | Path | Mapping[str, Any] | Config], outs
         raise ConfigError(f"train_group needs one output per config: {len(configs)} configs, {len(outs)} outputs")
     execution = f"group: {len(configs)} run(s) in one program"
     with interrupt.stop_politely():
-        begun = [_begin(c, o, execution=execution, **options) for c, o in zip(configs, outs)]
+        with _kept_on_failure([]):
+            begun = [_begin(c, o, execution=execution, **options) for c, o in zip(configs, outs)]
         training = [b for b in begun if not isinstance(b, Run)]
         started = time.perf_counter()
-        with ExitStack() as stack:
+        with _kept_on_failure(training), ExitStack() as stack:
             for b in training:
                 stack.enter_context(resumed(b.trainer, b.backup, b.dataset))
             Group([b.trainer for b in training]).fit([b.fit_data for b in training])
@@ -255,7 +259,8 @@ def train_group(configs: Sequence[str | Path | Mapping[str, Any] | Config], outs
         stopped = [b for b in training if _stopper(b).signum is not None]
         # Members that ended before the signal are complete: record them; the rest wait for a resume.
         halted = {id(b) for b in stopped}
-        runs = [b if isinstance(b, Run) or id(b) in halted else _end(b, seconds) for b in begun]
+        with _kept_on_failure(training):
+            runs = [b if isinstance(b, Run) or id(b) in halted else _end(b, seconds) for b in begun]
         _raise_if_interrupted(stopped)
         return runs
 
@@ -316,6 +321,7 @@ def _begin(config, out, *, overrides=(), model=None, data=None, callbacks=(), sa
         out_dir.mkdir(parents=True, exist_ok=True)
         if status == "fresh":
             write_atomic(out_dir / "config.toml", config_text)
+        if not (out_dir / "environment.json").is_file():  # missing too when a full disk stopped the first start
             write_json(out_dir / "environment.json", environment(cfg, execution))
         extra.append(RunRecorder(out_dir))
         if t.tensorboard:
@@ -332,6 +338,30 @@ def _begin(config, out, *, overrides=(), model=None, data=None, callbacks=(), sa
         # A typo in --out would otherwise pass silently for a resume of the intended run.
         note = f"--resume: no run in {str(out)!r} yet; starting a new one there"
     return _Begun(cfg, out_dir, dataset, model, trainer, backup, note)
+
+
+@contextmanager
+def _kept_on_failure(begun: Sequence[_Begun]) -> Iterator[None]:
+    """A write that fails (a full disk, a quota, a failing device) ends the run with one line naming
+    the file and what is kept: every write is atomic, so the last checkpoint is whole, and --resume
+    continues from it once there is space again."""
+    try:
+        yield
+    except OSError as e:
+        if not begun:
+            if not isinstance(e, StorageError):
+                raise
+            # Before training only the record of a start was being written.
+            raise StorageError(f"{e}. Nothing was trained yet. Free some space, then run the same command "
+                               "again") from None
+        err = storage_error(e.filename or begun[0].out_dir or "the run directory", e)
+        kept = []
+        for b in begun:
+            latest = b.backup.latest() if b.backup is not None else None
+            kept.append(f"the checkpoint {latest}" if latest is not None
+                        else f"no checkpoint of {b.out_dir} yet (it will start again)")
+        raise StorageError(f"{err}. Kept: {'; '.join(kept)}. Free some space, then run the same command again "
+                           "(`deepfit train` with --resume) to continue") from None
 
 
 def _raise_if_signalled(out_dir: Path | None, status: str) -> None:
@@ -383,7 +413,11 @@ def _end(b: _Begun, seconds: float) -> Run:
         else:
             files += save_model(model, out_dir)
         write_json(out_dir / "final.json", final)
-        write_manifest(out_dir, files)
+        try:
+            write_manifest(out_dir, files)
+        except OSError:
+            (out_dir / "final.json").unlink(missing_ok=True)  # a record without its manifest would look finished
+            raise
         if backup is not None and backup.delete_checkpoint and final["status"] != "diverged":
             backup.remove()
     return run

@@ -32,11 +32,11 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from deepfit import interrupt
 from deepfit.config import Config, dump_toml
-from deepfit.errors import ConfigError
+from deepfit.errors import ConfigError, StorageError
 from deepfit.experiments.backends import Backend, make_backend
 from deepfit.experiments.spec import Experiment, Variant, load_experiment
 from deepfit.experiments.task import WAIT, Outcome, Task, estimated_cost
-from deepfit.io import fsync_dir, read_json, write_json
+from deepfit.io import fsync_dir, read_json, storage_error, write_json
 
 RUNS, PARTIAL, LOCKS = "runs", ".partial", ".locks"
 
@@ -299,13 +299,18 @@ def compare(
     costs = [runner.costs[(v.name, s)] for v, s in runner.pending()]
     with make_backend(backend, jobs=jobs, address=address, costs=costs, log=runner.log) as chosen:
         Schedule([runner], chosen).run()
-    result = write_tables(out_dir, exp)
-    result.trained = runner.trained
-    result.seconds = time.perf_counter() - started
-    if report:
-        from deepfit.report import write_report
+    try:
+        result = write_tables(out_dir, exp)
+        result.trained = runner.trained
+        result.seconds = time.perf_counter() - started
+        if report:
+            from deepfit.report import write_report
 
-        result.report = write_report(out_dir)
+            result.report = write_report(out_dir)
+    except OSError as e:
+        raise StorageError(f"{storage_error(e.filename or out_dir, e)}. Every finished run is kept in "
+                           f"{out_dir / RUNS}. Free some space, then run the same command again: it trains "
+                           "nothing more, it only writes the tables and report") from None
     return result
 
 

@@ -28,11 +28,11 @@ from dataclasses import asdict
 from typing import IO, Any
 
 from deepfit import interrupt
-from deepfit.errors import CheckpointError, ConfigError, DataError
+from deepfit.errors import CheckpointError, ConfigError, DataError, StorageError
 from deepfit.experiments.task import Outcome, Task
 
 # Errors a user can cause, raised again in the driver as themselves; anything else is a bug (a traceback).
-USER_ERRORS = {e.__name__: e for e in (ConfigError, DataError, CheckpointError)}
+USER_ERRORS = {e.__name__: e for e in (ConfigError, DataError, CheckpointError, StorageError)}
 
 
 class WorkerLost(RuntimeError):
