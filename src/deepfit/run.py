@@ -254,7 +254,9 @@ def train_group(configs: Sequence[str | Path | Mapping[str, Any] | Config], outs
         with _kept_on_failure(training), ExitStack() as stack:
             for b in training:
                 stack.enter_context(resumed(b.trainer, b.backup, b.dataset))
-            Group([b.trainer for b in training]).fit([b.fit_data for b in training])
+            # Each member in its slot of the whole group's width, even when others finished before a resume.
+            slots = [i for i, b in enumerate(begun) if not isinstance(b, Run)]
+            Group([b.trainer for b in training], slots, len(begun)).fit([b.fit_data for b in training])
         seconds = (time.perf_counter() - started) / max(1, len(training))  # a member's share of the group's time
         stopped = [b for b in training if _stopper(b).signum is not None]
         # Members that ended before the signal are complete: record them; the rest wait for a resume.
