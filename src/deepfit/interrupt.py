@@ -6,8 +6,10 @@ the training loop looks at it between chunks (:class:`deepfit.train.callbacks.st
 saves a checkpoint and ends the run with :class:`Interrupted`, which the command line turns into one
 line saying how to resume and the conventional exit status (128 + the signal: 143, 130).
 
-A second signal means "now": the process exits at once. Nothing is lost by that, since every file
-deepfit writes is written atomically and a checkpoint replaces its predecessor only once complete.
+A second signal means "now": a second SIGTERM exits the process at once; a second SIGINT raises
+KeyboardInterrupt at once (so a notebook's kernel survives a double Ctrl-C). Nothing is lost by either,
+since every file deepfit writes is written atomically and a checkpoint replaces its predecessor only
+once complete.
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ def _handle(signum: int, frame) -> None:
     if _pending is not None:
         sys.stderr.write(f"deepfit: {name(signum)} again: stopping now (the last checkpoint stays valid)\n")
         sys.stderr.flush()
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
         os._exit(128 + signum)
     _pending = signum
     sys.stderr.write(f"deepfit: {name(signum)}: stopping after the current chunk of steps, with a checkpoint "
