@@ -7,12 +7,14 @@ Not part of the test suite (it takes a few minutes). What it does:
    default, each checkpointing every 8 steps) and trains it once, undisturbed (``--backend local``).
 2. Trains it again into another directory, on a 4 MiB tmpfs when this machine lets it mount one (else
    an ordinary folder, and no disk-full faults), with ``deepfit compare`` launched over and over on
-   alternating backends (local, pool of 2 workers) until it exits 0. Each launch meets one fault, drawn
-   at random: SIGKILL of the driver, SIGTERM of the driver, SIGKILL of a pool worker, or a filler
-   file that leaves the tmpfs a few KiB, removed once the command has stopped on the full disk.
+   alternating backends (local, pool of 2 workers) until it exits 0. Each launch meets a fault, the
+   kinds in turn (their order drawn at random), each at a random moment once the launch has made
+   progress: SIGKILL of the driver, SIGTERM of the driver, SIGKILL of a pool worker (then SIGTERM of
+   its driver), or a filler file that leaves the tmpfs a few KiB, removed once the command has
+   stopped on the full disk.
 3. Compares ``weights.safetensors`` and ``metrics.csv`` of every run with the undisturbed sweep's.
 
-    .venv/bin/python benchmarks/stress_faults.py [--variants 4 --seeds 6 --faults 16]
+    .venv/bin/python benchmarks/stress_faults.py [--variants 4 --seeds 6 --faults 20]
                                                  [--json benchmarks/results/stress_faults.json]
 
 The exit codes are checked as they come: 143 after SIGTERM, 74 after a full disk, 0 when it finished;
@@ -152,7 +154,7 @@ def main() -> int:
     ap.add_argument("--variants", type=int, default=4)
     ap.add_argument("--seeds", type=int, default=6)
     ap.add_argument("--epochs", type=int, default=8)
-    ap.add_argument("--faults", type=int, default=16, help="launches that each meet a fault (at least)")
+    ap.add_argument("--faults", type=int, default=20, help="faults to inject before letting the sweep finish")
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
@@ -176,10 +178,12 @@ def main() -> int:
         kinds = ["sigkill", "sigterm", "worker_sigkill"] + (["disk_full"] if mount else [])
         # Each kind in turn (in a shuffled order), so every kind is met whatever the draw.
         order = rng.sample(kinds, len(kinds))
+        turn = 0
         while True:
             launches += 1
             backend = ("local", "pool")[launches % 2]
-            fault = order[sum(injected.values()) % len(order)] if sum(injected.values()) < args.faults else None
+            fault = order[turn % len(order)] if sum(injected.values()) < args.faults else None
+            turn += fault is not None
             if fault == "worker_sigkill" and backend != "pool":
                 backend = "pool"
             filler = fill(mount, rng.choice([8, 32, 64]) * 1024) if fault == "disk_full" else None
@@ -198,6 +202,12 @@ def main() -> int:
                         victims = workers_of(proc.pid)
                         if victims:
                             os.kill(rng.choice(victims), signal.SIGKILL)
+                            # The driver goes on without that run; stop it too (a second fault, counted
+                            # as such) so that the sweep meets many faults before it is done.
+                            time.sleep(rng.uniform(0.2, 0.7))
+                            if proc.poll() is None:
+                                proc.send_signal(signal.SIGTERM)
+                                injected["sigterm"] += 1
                         else:
                             fault = None
                     else:
@@ -213,7 +223,7 @@ def main() -> int:
             if fault and fault != "disk_full_unfelt":
                 injected[fault] += 1
             outcomes[f"{fault or 'none'}: exit {code}"] += 1
-            expected = {"sigkill": {-9, 0}, "sigterm": {143, 0}, "worker_sigkill": {1, 0},
+            expected = {"sigkill": {-9, 0}, "sigterm": {143, 0}, "worker_sigkill": {143, 1, 0},
                         "disk_full": {74}, "disk_full_unfelt": {0}, None: {0}}[fault]
             if code not in expected or "Traceback" in err:
                 problems.append(f"launch {launches} ({backend}, {fault}): exit {code}: {err.strip()[-2000:]}")
