@@ -89,3 +89,36 @@ def test_sigterm_to_compare_checkpoints_every_run_in_flight_and_the_rerun_contin
     inodes = {run_dir(out, *k).stat().st_ino for k in KEYS}
     assert set(stopped.values()) <= inodes, "each stopped attempt was continued in place, not redone"
     assert not any((out / PARTIAL).iterdir())
+
+
+def children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
+def test_a_pool_worker_stopped_alone_loses_only_its_run_and_the_rerun_finishes_it_once(sweep, tmp_path, signum):
+    reference = deepfit.compare(sweep, out=tmp_path / "reference", backend="local", report=False, log=lambda s: None)
+    assert set(reference.trained) == set(KEYS)
+    out = tmp_path / "stopped"
+    argv = ["deepfit", "compare", str(sweep), "--out", str(out), "--backend", "pool", "--jobs", "2", "--no-report"]
+    proc = subprocess.Popen([sys.executable, "-m", *argv], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 240
+    while proc.poll() is None and not checkpointed(out) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    victim = children(proc.pid)[0]
+    os.kill(victim, signum)
+    _, err = proc.communicate(timeout=240)
+    assert proc.returncode == 1 and "Traceback" not in err, err  # 1: a run is missing, the rest finished
+    assert "run the same command again to redo it" in err
+    missing = [k for k in KEYS if not is_finished(run_dir(out, *k))]
+    assert len(missing) == 1, missing
+    again = subprocess.run([sys.executable, "-m", *argv], env=ENV, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert again.stderr.count("] ") == 1, again.stderr  # one run trained now: no run twice
+    assert run_bytes(out) == run_bytes(tmp_path / "reference")
+    assert not any((out / PARTIAL).iterdir())
