@@ -177,7 +177,8 @@ READY_THEN_TRAIN = """
 import sys
 from deepfit.cli import main
 print("ready", flush=True)
-sys.exit(main(sys.argv[1:]))
+sys.argv = ["deepfit", *sys.argv[1:]]
+sys.exit(main())  # as the deepfit program calls it
 """
 
 

@@ -52,6 +52,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C before a command began (parsing, imports): nothing to resume yet
         print("deepfit: interrupted before anything started", file=sys.stderr)
         return 130
+    finally:
+        if argv is None:  # the program itself (not a call from Python): only the interpreter's exit is left
+            _ignore_signals_while_exiting()
+
+
+def _ignore_signals_while_exiting() -> None:
+    """The work is done and recorded; a signal now would only turn the interpreter's teardown (JAX's
+    exit handlers included) into a traceback or a death by signal."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, signal.SIG_IGN)
 
 
 def _main(argv: Sequence[str] | None) -> int:
