@@ -11,7 +11,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 FLOORS = [
-    ("errors", "registry", "io"),
+    ("errors", "registry", "io", "interrupt"),
     ("config",),
     ("data", "nn", "optim", "serialize", "keras_model"),
     ("train",),

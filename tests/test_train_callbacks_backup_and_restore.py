@@ -114,7 +114,9 @@ def test_resume_with_a_different_config_fails_naming_the_difference(reference):
 
 def test_resume_of_a_missing_directory_starts_the_run(tmp_path):
     run = df.train(tiny_config(epochs=1), tmp_path / "new", data=tiny_arrays(), resume=True)
-    assert run.final["status"] == "completed" and run.resume_note is None
+    # Said, not silent: a mistyped --out would otherwise look like a resume of the intended run.
+    assert run.final["status"] == "completed"
+    assert run.resume_note == f"--resume: no run in {str(tmp_path / 'new')!r} yet; starting a new one there"
 
 
 def test_checkpoint_is_on_by_default_and_holds_the_whole_state(tmp_path):

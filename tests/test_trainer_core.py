@@ -254,3 +254,38 @@ def test_what_a_run_computes_is_kept_and_listed(tmp_path):
     listed = verify_manifest(run.dir)  # every file still checks out, the new ones included
     assert {"predictions-valid.csv", "figures/reliability-valid.png"} <= set(listed)
     assert result["n"] == 100
+
+
+def test_validating_a_config_builds_nothing_and_calls_no_schedule_function(monkeypatch):
+    # Validation built a Keras optimizer (with variables) and tabulated a user's per-step schedule
+    # function over a 1000 x 1000 plan: a million calls before anything ran.
+    from deepfit.optim import optimizers
+    from deepfit.optim.schedules import register_schedule
+
+    calls = []
+    register_schedule("test_counted", lambda step, lr: calls.append(step) or 0.01, per="step")
+
+    class Unbuildable(keras.optimizers.SGD):
+        def __init__(self, *args, **kwargs):
+            raise AssertionError("validation built the optimizer")
+
+    monkeypatch.setitem(optimizers.OPTIMIZERS, "sgd", Unbuildable)
+    cfg = df.load_config({"model": {"layers": [{"type": "flatten"}, {"type": "dense", "units": 2}]},
+                          "training": {"optimizer": {"name": "sgd", "learning_rate": 0.1}, "schedule": {"name": "test_counted"}}})
+    assert calls == [] and cfg.training.schedule == {"name": "test_counted"}
+    with pytest.raises(df.ConfigError, match="no argument 'lr_decay'"):
+        df.load_config({"model": {"layers": [{"type": "dense", "units": 2}]},
+                        "training": {"optimizer": {"name": "sgd", "lr_decay": 0.1}}})
+
+
+def test_a_schedule_function_that_fails_on_the_plan_leaves_no_run_directory(tmp_path):
+    from deepfit.optim.schedules import register_schedule
+
+    register_schedule("test_negative_at_5", lambda step, lr: -1.0 if step == 5 else 0.01, per="step")
+    x, y = data()
+    cfg = {"data": {"source": "arrays", "validation_size": 16, "scaling": "none"},
+           "model": {"input_shape": [5], "layers": [{"type": "dense", "units": 3, "activation": "softmax"}]},
+           "training": {"epochs": 2, "batch_size": 16, "progress": False, "schedule": {"name": "test_negative_at_5"}}}
+    with pytest.raises(df.ConfigError, match="returned -1.0 at step 5"):
+        df.train(cfg, tmp_path / "run", data=((x, y), (None, None)))
+    assert not (tmp_path / "run").exists()

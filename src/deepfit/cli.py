@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import shlex
 import sys
 from typing import Sequence
 
-from deepfit.errors import DeepfitError
+from deepfit.errors import DeepfitError, StorageError
+from deepfit.interrupt import Interrupted
 
 COMMANDS = ("train", "list", "schedule", "find-lr", "compare", "report", "predict", "transfer", "diagnose", "plot", "reproduce",
             "new")
@@ -45,6 +47,28 @@ def build_parser() -> Parser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # Ctrl-C before a command began (parsing, imports): nothing to resume yet
+        print("deepfit: interrupted before anything started", file=sys.stderr)
+        return 130
+    finally:
+        if argv is None:  # the program itself (not a call from Python): only the interpreter's exit is left
+            _ignore_signals_while_exiting()
+
+
+def _ignore_signals_while_exiting() -> None:
+    """The work is done and recorded; a signal now would only turn the interpreter's teardown (JAX's
+    exit handlers included) into a traceback or a death by signal."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, signal.SIG_IGN)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     # KEY=VALUE overrides may come after options too (argparse alone stops at the first option).
     args, extra = parser.parse_known_args(argv)
@@ -55,12 +79,33 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(args.handler(args) or 0)
+    except Interrupted as e:
+        print(f"deepfit: {e}. {how_to_continue(args, list(sys.argv[1:] if argv is None else argv), e)}",
+              file=sys.stderr)
+        return e.exit_code
+    except StorageError as e:  # not the user's input: sysexits' EX_IOERR, so a job script can tell
+        print(f"deepfit: error: {e}", file=sys.stderr)
+        return 74
     except DeepfitError as e:
         print(f"deepfit: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("deepfit: interrupted", file=sys.stderr)
+        print("deepfit: interrupted; a run's last checkpoint is kept: continue a training run with the same "
+              "command and --resume, an experiment (compare, reproduce) with the same command", file=sys.stderr)
         return 130
+
+
+def how_to_continue(args, argv: list[str], e: Interrupted) -> str:
+    """The command that picks up where a signal stopped: ``train`` needs --resume (and the run's --out);
+    ``compare`` and ``reproduce`` resume by themselves."""
+    if args.command != "train":
+        return f"To continue, run the same command again: {shlex.join(['deepfit', *argv])}"
+    argv = list(argv)
+    if getattr(args, "out", None) is None and e.runs:
+        argv += ["--out", e.runs[0]]
+    if "--resume" not in argv:
+        argv.append("--resume")
+    return f"To continue: {shlex.join(['deepfit', *argv])}"
 
 
 if __name__ == "__main__":

@@ -18,3 +18,10 @@ class DataError(DeepfitError, ValueError):
 
 class CheckpointError(DeepfitError, ValueError):
     """A run directory, checkpoint or model file is missing, corrupted or unsafe."""
+
+
+class StorageError(DeepfitError, OSError):
+    """A write failed (a full disk, a quota, a failing device): the message names the file and what was kept."""
+
+    def __str__(self) -> str:  # the message alone (OSError's would prefix "[Errno N]" once errno is set)
+        return str(self.args[0]) if self.args else ""

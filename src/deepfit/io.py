@@ -8,6 +8,7 @@ so run directories carry a manifest of sha256 digests checked on load.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -15,10 +16,9 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
-from deepfit.errors import CheckpointError
+from deepfit.errors import CheckpointError, StorageError
 
 MANIFEST = "manifest.json"
-
 
 
 def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
@@ -28,19 +28,35 @@ def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
             h.update(block)
     return h.hexdigest()
 
+
+def storage_error(path: str | Path, e: OSError) -> StorageError:
+    """A failed write as one line naming the file and the cause (ENOSPC, EDQUOT, EIO, ...)."""
+    if isinstance(e, StorageError):
+        return e
+    code = errno.errorcode.get(e.errno or 0)
+    err = StorageError(f"cannot write {path}: {e.strerror or e}{f' ({code})' if code else ''}")
+    err.errno, err.filename = e.errno, str(path)
+    return err
+
+
 def write_atomic(path: str | Path, data: bytes | str) -> None:
     path = Path(path)
     payload = data.encode() if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise storage_error(path, e) from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
-            os.unlink(tmp)
+            os.unlink(tmp)  # a full disk must not keep the half-written copy, which holds space too
+        if isinstance(e, OSError):
+            raise storage_error(path, e) from None
         raise
     fsync_dir(path.parent)
 

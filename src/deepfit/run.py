@@ -32,18 +32,20 @@ import shutil
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import keras
 import numpy as np
 
+from deepfit import interrupt
 from deepfit.config import Config, dump_toml, load_config
 from deepfit.data.prepare import Dataset, load_data
-from deepfit.errors import CheckpointError, ConfigError
-from deepfit.io import MANIFEST, read_json, verify_manifest, write_atomic, write_json, write_manifest
+from deepfit.errors import CheckpointError, ConfigError, StorageError
+from deepfit.io import MANIFEST, read_json, storage_error, verify_manifest, write_atomic, write_json, write_manifest
 from deepfit.nn.build import reseed_noise
 from deepfit.optim.plan import make_optimizer_and_schedule
 from deepfit.serialize import load_model, save_model
@@ -54,6 +56,7 @@ from deepfit.train.callbacks import make_callback
 from deepfit.train.callbacks.early_stopping import EarlyStopping
 from deepfit.train.callbacks.keras_adapter import KerasCallbacks, is_keras_callback
 from deepfit.train.callbacks.progress import Progress
+from deepfit.train.callbacks.stop_on_signal import StopOnSignal
 from deepfit.train.callbacks.tensorboard import TensorBoard
 from deepfit.train.callbacks.terminate_on_nan import TerminateOnNaN
 from deepfit.train.events import Callback
@@ -225,13 +228,17 @@ def train(
     ``resume=True`` continues the run in ``out`` from its last checkpoint,
     bit for bit; on a finished run it does nothing and returns it.
     """
-    begun = _begin(config, out, overrides=overrides, model=model, data=data, callbacks=callbacks, save=save,
-                   overwrite=overwrite, resume=resume, checkpoint=checkpoint)
-    if isinstance(begun, Run):
-        return begun
-    started = time.perf_counter()
-    begun.trainer.fit(*begun.fit_data)
-    return _end(begun, time.perf_counter() - started)
+    with interrupt.stop_politely():
+        with _kept_on_failure([]):
+            begun = _begin(config, out, overrides=overrides, model=model, data=data, callbacks=callbacks,
+                           save=save, overwrite=overwrite, resume=resume, checkpoint=checkpoint)
+        if isinstance(begun, Run):
+            return begun
+        with _kept_on_failure([begun]):
+            started = time.perf_counter()
+            begun.trainer.fit(*begun.fit_data)
+            _raise_if_interrupted([begun])
+            return _end(begun, time.perf_counter() - started)
 
 
 def train_group(configs: Sequence[str | Path | Mapping[str, Any] | Config], outs: Sequence[str | Path | None],
@@ -248,12 +255,23 @@ def train_group(configs: Sequence[str | Path | Mapping[str, Any] | Config], outs
     if len(configs) != len(outs):
         raise ConfigError(f"train_group needs one output per config: {len(configs)} configs, {len(outs)} outputs")
     execution = f"group: {len(configs)} run(s) in one program"
-    begun = [_begin(c, o, execution=execution, **options) for c, o in zip(configs, outs)]
-    training = [b for b in begun if not isinstance(b, Run)]
-    started = time.perf_counter()
-    Group([b.trainer for b in training]).fit([b.fit_data for b in training])
-    seconds = (time.perf_counter() - started) / max(1, len(training))  # a member's share of the group's time
-    return [b if isinstance(b, Run) else _end(b, seconds) for b in begun]
+    with interrupt.stop_politely():
+        with _kept_on_failure([]):
+            begun = [_begin(c, o, execution=execution, **options) for c, o in zip(configs, outs)]
+        training = [b for b in begun if not isinstance(b, Run)]
+        started = time.perf_counter()
+        with _kept_on_failure(training):
+            # Each member in its slot of the whole group's width, even when others finished before a resume.
+            slots = [i for i, b in enumerate(begun) if not isinstance(b, Run)]
+            Group([b.trainer for b in training], slots, len(begun)).fit([b.fit_data for b in training])
+        seconds = (time.perf_counter() - started) / max(1, len(training))  # a member's share of the group's time
+        stopped = [b for b in training if _stopper(b).signum is not None]
+        # Members that ended before the signal are complete: record them; the rest wait for a resume.
+        halted = {id(b) for b in stopped}
+        with _kept_on_failure(training):
+            runs = [b if isinstance(b, Run) or id(b) in halted else _end(b, seconds) for b in begun]
+        _raise_if_interrupted(stopped)
+        return runs
 
 
 def _record_model(cfg: Config, model: keras.Model) -> Config:
@@ -283,7 +301,7 @@ class _Begun:
     model: keras.Model
     trainer: Trainer
     backup: Any
-    resuming: bool
+    note: str | None
 
     @property
     def fit_data(self) -> tuple:
@@ -307,6 +325,7 @@ def _begin(config, out, *, overrides=(), model=None, data=None, callbacks=(), sa
         _reopen(Path(out), config_text)
         status = "resumable"
     out_dir = (Path(out) if status == "resumable" else prepare_out_dir(out, cfg, overwrite)) if save else None
+    _raise_if_signalled(out_dir, status)
     compile_cache.enable()  # before the model is built: its initializers compile too
     dataset = data if isinstance(data, Dataset) else load_data(cfg.data, arrays=data)
     check_resources(cfg, dataset, model)
@@ -327,12 +346,15 @@ def _begin(config, out, *, overrides=(), model=None, data=None, callbacks=(), sa
         extra.append(FreezeSchedule.from_config(cfg, model))
     if t.progress:
         extra.append(Progress())
+    _raise_if_signalled(out_dir, status)  # loading the data and building the model take a while
     if out_dir is not None:
         if out_dir.exists() and overwrite and status == "fresh":
             shutil.rmtree(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=status == "resumable")
+        # An empty directory is as good as none (prepare_out_dir refused one holding files).
+        out_dir.mkdir(parents=True, exist_ok=True)
         if status == "fresh":
             write_atomic(out_dir / "config.toml", config_text)
+        if not (out_dir / "environment.json").is_file():  # missing too when a full disk stopped the first start
             write_json(out_dir / "environment.json", environment(cfg, execution))
         extra.append(RunRecorder(out_dir))
         if t.tensorboard:
@@ -341,21 +363,82 @@ def _begin(config, out, *, overrides=(), model=None, data=None, callbacks=(), sa
     if keras_callbacks:  # Keras's own callbacks, run unchanged from deepfit's events
         extra = [c for c in extra if not is_keras_callback(c)] + [KerasCallbacks(keras_callbacks)]
     backup = attach_backup(extra, out_dir, checkpoint)
+    extra.append(StopOnSignal(backup))
     trainer = make_trainer(cfg, model, steps_per_epoch, extra, shared=own_model,
                            optimizer_and_schedule=optimizer_and_schedule, y_example=dataset.y_train[:1])
     if backup is not None:
         backup.restore_on_begin = status == "resumable"  # the backup restores as fit begins
-    return _Begun(cfg, out_dir, dataset, model, trainer, backup, status == "resumable")
+    note = None  # what --resume did when no checkpoint is restored (a restore names itself in _end)
+    if status == "resumable":
+        note = "no checkpoint to resume from: the run starts again from the beginning"
+    elif resume and save:
+        # A typo in --out would otherwise pass silently for a resume of the intended run.
+        note = f"--resume: no run in {str(out)!r} yet; starting a new one there"
+    return _Begun(cfg, out_dir, dataset, model, trainer, backup, note)
+
+
+@contextmanager
+def _kept_on_failure(begun: Sequence[_Begun]) -> Iterator[None]:
+    """A write that fails (a full disk, a quota, a failing device) ends the run with one line naming
+    the file and what is kept: every write is atomic, so the last checkpoint is whole, and --resume
+    continues from it once there is space again."""
+    try:
+        yield
+    except OSError as e:
+        if not begun:
+            if not isinstance(e, StorageError):
+                raise
+            # Before training only the record of a start was being written.
+            raise StorageError(f"{e}. Nothing was trained yet. Free some space, then run the same command "
+                               "again") from None
+        err = storage_error(e.filename or begun[0].out_dir or "the run directory", e)
+        kept = []
+        for b in begun:
+            latest = b.backup.latest() if b.backup is not None else None
+            kept.append(f"the checkpoint {latest}" if latest is not None
+                        else f"no checkpoint of {b.out_dir} yet (it will start again)")
+        raise StorageError(f"{err}. Kept: {'; '.join(kept)}. Free some space, then run the same command again "
+                           "(`deepfit train` with --resume) to continue") from None
+
+
+def _raise_if_signalled(out_dir: Path | None, status: str) -> None:
+    """A signal before training began: stop before anything (more) is written."""
+    signum = interrupt.pending()
+    if signum is not None:
+        written = "nothing was written" if status == "fresh" else f"{out_dir} is as it was"
+        raise interrupt.Interrupted(signum, f"stopped by {interrupt.name(signum)} before training began; {written}",
+                                    [str(out_dir)] if out_dir is not None else [])
+
+
+def _stopper(b: _Begun) -> StopOnSignal:
+    return next(c for c in b.trainer.callbacks if isinstance(c, StopOnSignal))
+
+
+def _raise_if_interrupted(begun: Sequence[_Begun]) -> None:
+    """Runs a signal stopped get no final record (they are unfinished): say what each kept instead."""
+    stopped = [(b, _stopper(b)) for b in begun if _stopper(b).signum is not None]
+    if not stopped:
+        return
+    kept = []
+    for b, stop in stopped:
+        step = int(b.trainer.state.step)
+        if b.out_dir is None:
+            kept.append(f"step {step}, nothing saved (the run writes no directory)")
+        elif stop.checkpoint is not None:
+            kept.append(f"step {step} checkpointed in {stop.checkpoint}")
+        else:
+            kept.append(f"step {step}, no checkpoint (checkpoints are off): {b.out_dir} will start again")
+    signum = stopped[0][1].signum
+    raise interrupt.Interrupted(signum, f"stopped by {interrupt.name(signum)}: {'; '.join(kept)}",
+                                [str(b.out_dir) for b, _ in stopped if b.out_dir is not None])
 
 
 def _end(b: _Begun, seconds: float) -> Run:
     """The final record, the model and the manifest of a run that has trained."""
     cfg, out_dir, dataset, model, trainer, backup = b.cfg, b.out_dir, b.dataset, b.model, b.trainer, b.backup
-    note = None
+    note = b.note
     if backup is not None and backup.restored_from is not None:
         note = f"resumed from {backup.restored_from} (step {backup.restored_step})"
-    elif b.resuming:
-        note = "no checkpoint to resume from: the run starts again from the beginning"
     final = final_record(trainer, dataset, seconds)
     run = Run(out_dir, cfg, model, trainer.history, final, trainer, note)
     if out_dir is not None:
@@ -369,10 +452,14 @@ def _end(b: _Begun, seconds: float) -> Run:
                 final["divergence"]["last_good_checkpoint"] = str(backup.latest().relative_to(out_dir))
         else:
             files += save_model(model, out_dir)
-        write_json(out_dir / "final.json", final)
-        write_manifest(out_dir, files)
         if backup is not None and final["status"] == "completed" and backup.latest() is not None:
-            _keep_final_state(backup.backup_dir, out_dir)
+            _keep_final_state(backup.backup_dir, out_dir)  # before the record: a run is finished with it
+        write_json(out_dir / "final.json", final)
+        try:
+            write_manifest(out_dir, files)
+        except OSError:
+            (out_dir / "final.json").unlink(missing_ok=True)  # a record without its manifest would look finished
+            raise
         if backup is not None and backup.delete_checkpoint and final["status"] != "diverged":
             backup.remove()
     return run
@@ -456,6 +543,8 @@ def final_record(trainer: Trainer, dataset: Dataset, seconds: float) -> dict[str
 def load_run(directory: str | Path) -> Run:
     """A finished run back from its directory: config, history and an identical model."""
     d = Path(directory)
+    if d.exists() and not d.is_dir():
+        raise CheckpointError(f"{str(d)!r} is a file, not a run directory; give the folder `deepfit train` wrote")
     if not d.is_dir():
         raise CheckpointError(f"run directory {str(d)!r} not found")
     if not (d / MANIFEST).is_file():

@@ -10,10 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from deepfit.errors import StorageError
 from deepfit.experiments import reproduce as reproduction
 from deepfit.experiments import runner
 from deepfit.experiments.reproduce import Reproduction
 from deepfit.experiments.tables import ExperimentResult
+from deepfit.io import storage_error
 from deepfit.report import write_report
 from deepfit.report.chapter import write_chapter_report
 
@@ -29,7 +31,12 @@ def compare(experiment: Any, out: str | Path | None = None, *, report: bool = Tr
     """
     result = runner.compare(experiment, out, **options)
     if report:
-        result.report = Report(write_report(result.dir))
+        try:
+            result.report = Report(write_report(result.dir))
+        except OSError as e:
+            raise StorageError(f"{storage_error(e.filename or result.dir, e)}. Every finished run and the tables "
+                               f"are kept in {result.dir}. Free some space, then run the same command again: "
+                               "it trains nothing more, it only writes the report") from None
     return result
 
 

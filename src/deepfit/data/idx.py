@@ -68,12 +68,15 @@ def read_idx(path: str | Path, limit: int = MAX_BYTES) -> np.ndarray:
 
 
 def read_sums(path: str | Path) -> dict[str, str]:
-    """``SHA256SUMS`` lines ``<hex>  <name>`` → {name: hex} (annotated lines are skipped)."""
+    """``SHA256SUMS`` lines ``<hex>  <name>`` → {name: hex} (annotated lines are skipped).
+
+    ``sha256sum -b`` marks binary mode with ``*name``; the mark is not part of the name.
+    """
     sums = {}
     for line in Path(path).read_text().splitlines():
         parts = line.split()
         if len(parts) == 2:
-            sums[parts[1]] = parts[0]
+            sums[parts[1].removeprefix("*")] = parts[0]
     return sums
 
 

@@ -21,10 +21,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from deepfit import interrupt
 from deepfit.errors import ConfigError
 from deepfit.experiments.task import WAIT, Outcome, Task
 from deepfit.experiments.workers import Worker, WorkerLost, affinity, execute, pin, ready, worker_info
@@ -120,7 +122,7 @@ class GroupBackend(Backend):
             for group in sorted(groups.values(), key=lambda g: -sum(t.cost for t in g)):
                 partials = [runner.partial(t) for t in group]
                 try:
-                    runs = train_group([t.config for t in group], [str(p) for p in partials])
+                    runs = train_group([t.config for t in group], [str(p) for p in partials], resume=True)
                 except BaseException:
                     for t in group:
                         runner.abandon(t)
@@ -167,6 +169,13 @@ class _Concurrent(Backend):
                 except WorkerLost as lost:
                     runner.lose(task, str(lost))
                     continue
+                except interrupt.Interrupted as stopped:
+                    if interrupt.pending() is None:  # that worker alone was told to stop: like a lost one
+                        runner.lose(task, f"the worker training {task.variant} seed {task.seed} was stopped "
+                                          f"({stopped})")
+                    else:  # ours to stop: its checkpoint waits in .partial for the next run of the command
+                        runner.abandon(task)
+                    continue
                 except BaseException:
                     runner.abandon(task)
                     raise
@@ -174,7 +183,8 @@ class _Concurrent(Backend):
 
         try:
             while True:
-                while not exhausted and len(inflight) < self.jobs:
+                # After a signal nothing new starts; the runs in flight checkpoint and answer.
+                while not exhausted and len(inflight) < self.jobs and interrupt.pending() is None:
                     task = next(it, None)
                     if task is None:
                         exhausted = True
@@ -208,12 +218,25 @@ class PoolBackend(_Concurrent):
 
     def __enter__(self) -> "PoolBackend":
         self.workers = [self._start() for _ in range(self.jobs)]  # they import while the driver plans
+        interrupt.add_hook(self._forward)
         return self
 
     def __exit__(self, *exc) -> None:
+        interrupt.remove_hook(self._forward)
         for w in self.workers:
             w.stop()
         self.workers = []
+
+    def _forward(self, signum: int) -> None:
+        """The driver's signal, passed on: each worker checkpoints its run (workers live in their own
+        session, so a terminal's Ctrl-C reaches only the driver). SIGTERM either way, since workers
+        ignore SIGINT (the driver decides)."""
+        for w in self.workers:
+            if w.proc.poll() is None:
+                try:
+                    os.kill(w.proc.pid, signal.SIGTERM)
+                except OSError:
+                    pass
 
     def submit(self, task, partial, cpus, slot):
         self.workers[slot].send(task, str(partial), cpus)
@@ -225,9 +248,10 @@ class PoolBackend(_Concurrent):
     def result(self, handle, task, partial):
         try:
             return self.workers[handle].answer()
-        except WorkerLost:
+        except (WorkerLost, interrupt.Interrupted):
             self.workers[handle].stop()
-            self.workers[handle] = self._start()  # the other runs go on; this one is redone next time
+            if interrupt.pending() is None:
+                self.workers[handle] = self._start()  # the other runs go on; this one is redone next time
             raise
 
     def cancel(self, handle):

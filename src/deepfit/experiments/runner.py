@@ -30,15 +30,16 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
+from deepfit import interrupt
 from deepfit.config import Config, dump_toml
-from deepfit.errors import ConfigError
+from deepfit.errors import ConfigError, StorageError
 from deepfit.experiments.backends import Backend, make_backend
 from deepfit.experiments.python_api import is_python_experiment, python_experiment
 from deepfit.experiments.spec import Experiment, Variant, load_experiment
 from deepfit.experiments.store import LOCKS, PARTIAL, RUNS, is_finished, read_experiment, run_dir  # noqa: F401
 from deepfit.experiments.tables import write_tables
 from deepfit.experiments.task import WAIT, Outcome, Task, estimated_cost
-from deepfit.io import fsync_dir, read_json, write_json
+from deepfit.io import fsync_dir, read_json, storage_error, write_json
 
 
 
@@ -81,6 +82,7 @@ class Runner:
         self.log = log or (lambda s: print(s, file=sys.stderr, flush=True))
         self.claims = Claims(out)
         self.trained: list[tuple[str, int]] = []
+        self.leftovers: dict[str, Path] = {}  # run key -> an interrupted attempt to continue
         configs = {(v.name, s): self.config(v, s) for v, s in exp.runs()}
         self.expected = {key: dump_toml(cfg) for key, cfg in configs.items()}
         self.costs = {key: estimated_cost(cfg.to_dict()) for key, cfg in configs.items()}
@@ -116,11 +118,27 @@ class Runner:
         if is_finished(run_dir(self.out, variant.name, seed)):  # another driver finished it meanwhile
             self.claims.release(key)
             return None
-        for stale in (self.out / PARTIAL).glob(f"{key}.*"):  # an interrupted attempt: redo it
-            shutil.rmtree(stale, ignore_errors=True)
+        # An interrupted attempt (a signal, a kill, a full disk) is continued from its checkpoint,
+        # so a stopped sweep loses at most a chunk of steps a run; any other leftover is redone.
+        attempts = sorted((self.out / PARTIAL).glob(f"{key}.*"), key=_mtime, reverse=True)
+        keep = next((p for p in attempts if self._continuable(p, variant.name, seed)), None)
+        for stale in attempts:
+            if stale != keep:
+                shutil.rmtree(stale, ignore_errors=True)
+        if keep is not None:
+            self.leftovers[key] = keep
         return Task(variant.name, seed, self.config(variant, seed).to_dict(), str(self.out))
 
+    def _continuable(self, attempt: Path, variant: str, seed: int) -> bool:
+        try:
+            return (attempt / "config.toml").read_text(encoding="utf-8") == self.expected[(variant, seed)]
+        except (OSError, UnicodeDecodeError):
+            return False
+
     def partial(self, task: Task) -> Path:
+        left = self.leftovers.pop(task.key, None)
+        if left is not None and left.is_dir():
+            return left
         p = self.out / PARTIAL / f"{task.key}.{os.getpid()}-{uuid.uuid4().hex[:8]}"
         p.parent.mkdir(parents=True, exist_ok=True)
         return p
@@ -149,6 +167,13 @@ class Runner:
         self.claims.release(task.key)
 
 
+def _mtime(p: Path) -> float:
+    try:
+        return p.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
 class Schedule:
     """Several experiments' runs through one backend, the longest runs first.
 
@@ -165,12 +190,14 @@ class Schedule:
     def tasks(self) -> Iterator[Task | object]:
         """Claims lazily, as the backend has room: concurrent drivers then share the grid."""
         runners = list(self.runners.values())
-        while True:
+        while interrupt.pending() is None:
             pending = sorted(((r, v, s) for r, v, s in self.pending()
                               if f"{v.name}__seed-{s}" not in r.claims.held),
                              key=lambda item: -item[0].costs[(item[1].name, item[2])])
             got = False
             for r, v, s in pending:
+                if interrupt.pending() is not None:
+                    return
                 task = r.claim(v, s, block=False)
                 if task is not None:
                     got = True
@@ -213,11 +240,24 @@ class Schedule:
     def run(self) -> None:
         for r in self.runners.values():
             r.prepare()
-        try:
-            self.backend.run(self.tasks(), self)
-        finally:
-            for r in self.runners.values():
-                r.claims.release_all()
+        with interrupt.stop_politely():
+            try:
+                self.backend.run(self.tasks(), self)
+            except interrupt.Interrupted as e:
+                signum = e.signum
+            else:
+                signum = interrupt.pending()
+            finally:
+                for r in self.runners.values():
+                    r.claims.release_all()
+        left = self.pending()
+        if signum is not None and left:
+            finished = sum(len(r.expected) for r in self.runners.values()) - len(left)
+            where = ", ".join(str(r.out / PARTIAL) for r in self.runners.values())
+            raise interrupt.Interrupted(
+                signum, f"stopped by {interrupt.name(signum)}: {finished} run(s) finished and kept, {len(left)} "
+                        f"left; the runs in flight were checkpointed in {where}",
+                [str(r.out) for r in self.runners.values()])
 
 
 def compare(
@@ -263,7 +303,12 @@ def compare(
     costs = [runner.costs[(v.name, s)] for v, s in runner.pending()]
     with make_backend(backend, jobs=jobs, address=address, costs=costs, log=runner.log) as chosen:
         Schedule([runner], chosen).run()
-    result = write_tables(out_dir, exp)
+    try:
+        result = write_tables(out_dir, exp)
+    except OSError as e:
+        raise StorageError(f"{storage_error(e.filename or out_dir, e)}. Every finished run is kept in "
+                           f"{out_dir / RUNS}. Free some space, then run the same command again: it trains "
+                           "nothing more, it only writes the tables and report") from None
     result.trained = runner.trained
     result.seconds = time.perf_counter() - started
     return result

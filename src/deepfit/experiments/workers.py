@@ -27,11 +27,12 @@ import traceback
 from dataclasses import asdict
 from typing import IO, Any
 
-from deepfit.errors import CheckpointError, ConfigError, DataError
+from deepfit import interrupt
+from deepfit.errors import CheckpointError, ConfigError, DataError, StorageError
 from deepfit.experiments.task import Outcome, Task
 
 # Errors a user can cause, raised again in the driver as themselves; anything else is a bug (a traceback).
-USER_ERRORS = {e.__name__: e for e in (ConfigError, DataError, CheckpointError)}
+USER_ERRORS = {e.__name__: e for e in (ConfigError, DataError, CheckpointError, StorageError)}
 
 
 class WorkerLost(RuntimeError):
@@ -70,6 +71,9 @@ class Worker:
             how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
             raise WorkerLost(f"the worker training {task.variant} seed {task.seed} ended ({how})")
         reply = json.loads(line)
+        if "interrupted" in reply:  # it checkpointed the run and ended
+            stop = reply["interrupted"]
+            raise interrupt.Interrupted(stop["signal"], stop["message"], [stop["out"]])
         if "error" in reply:
             err = reply["error"]
             if err["type"] in USER_ERRORS:
@@ -126,11 +130,12 @@ def worker_info() -> dict[str, Any]:
 
 
 def execute(task: Task, out: str, cpus: list[int] | None = None) -> Outcome:
-    """Train one run into ``out`` (a fresh directory). Runs in whichever process the backend chose."""
+    """Train one run into ``out``: a fresh directory, or one an interrupted attempt left, which it
+    continues from its checkpoint. Runs in whichever process the backend chose."""
     from deepfit.run import train
 
     pin(cpus)
-    run = train(task.config, out=out)
+    run = train(task.config, out=out, resume=True)
     return Outcome(task, run.final, worker_info())
 
 
@@ -146,16 +151,33 @@ def _die_with_driver() -> None:
         os._exit(1)  # the driver died before prctl took effect
 
 
+_busy = False
+
+
+def _exit_if_idle(signum: int) -> None:
+    # A SIGTERM between runs has nothing to checkpoint: end now rather than wait for the next task.
+    if not _busy:
+        os._exit(128 + signum)
+
+
 def serve(requests: IO[bytes], replies: IO[str]) -> None:
+    global _busy
     for line in requests:
         msg = json.loads(line)
+        _busy = True
         try:
             outcome = execute(Task(**msg["task"]), msg["out"], msg["cpus"])
             reply: dict[str, Any] = {"final": outcome.final, "worker": outcome.worker}
+        except interrupt.Interrupted as e:  # its checkpoint is written: say so, and end
+            replies.write(json.dumps({"interrupted": {"signal": e.signum, "message": str(e), "out": msg["out"]}})
+                          + "\n")
+            replies.flush()
+            return
         except Exception as e:  # reported to the driver, which raises it there
             reply = {"error": {"type": type(e).__name__, "message": str(e), "traceback": traceback.format_exc()}}
         replies.write(json.dumps(reply, default=repr) + "\n")
         replies.flush()
+        _busy = False
 
 
 def main() -> None:
@@ -163,5 +185,7 @@ def main() -> None:
     # Answers go to the original stdout; anything else printed (by us or a library) goes to stderr.
     replies = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver decides when to stop
-    serve(sys.stdin.buffer, replies)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver decides when to stop (and forwards SIGTERM)
+    interrupt.add_hook(_exit_if_idle)
+    with interrupt.stop_politely((signal.SIGTERM,)):
+        serve(sys.stdin.buffer, replies)

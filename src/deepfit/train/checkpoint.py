@@ -32,9 +32,10 @@ from safetensors.numpy import load as load_safetensors
 from safetensors.numpy import save as save_safetensors
 
 from deepfit.errors import CheckpointError
-from deepfit.io import MANIFEST, fsync_dir, verify_manifest, write_atomic
+from deepfit.io import MANIFEST, fsync_dir, storage_error, verify_manifest, write_atomic
 
-FORMAT = "deepfit-checkpoint-1"
+# 2: the state keyed by variable path (1 was split positionally by the trainable flags).
+FORMAT = "deepfit-checkpoint-2"
 POINTER = "latest.json"
 STATE_FILE, META_FILE = "state.safetensors", "meta.json"
 _NAME = re.compile(r"^ckpt-(\d{10})$")
@@ -73,20 +74,27 @@ def write_checkpoint(directory: str | Path, step: int, arrays: dict[str, np.ndar
     for stale in d.glob(f".{POINTER}.*.tmp"):
         stale.unlink(missing_ok=True)
     tmp = d / f".tmp-{name}-{os.getpid()}"
-    tmp.mkdir()
     # (np.ascontiguousarray would turn a 0-d array into shape (1,))
     state = save_safetensors({k: np.array(v, order="C") for k, v in arrays.items()},
                              metadata={"format": FORMAT})
     meta_bytes = (json.dumps({"format": FORMAT, "step": step, **meta}, sort_keys=True) + "\n").encode()
-    _write_synced(tmp / STATE_FILE, state)
-    _write_synced(tmp / META_FILE, meta_bytes)
     manifest = {STATE_FILE: _digest(state), META_FILE: _digest(meta_bytes)}
-    _write_synced(tmp / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
-    fsync_dir(tmp)
-    if final.exists():  # complete but never pointed to (killed before the pointer moved)
-        _discard(final)
-    os.rename(tmp, final)
-    fsync_dir(d)
+    target = tmp
+    try:
+        tmp.mkdir()
+        for target, payload in ((tmp / STATE_FILE, state), (tmp / META_FILE, meta_bytes),
+                                (tmp / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())):
+            _write_synced(target, payload)
+        fsync_dir(tmp)
+        if final.exists():  # complete but never pointed to (killed before the pointer moved)
+            _discard(final)
+        target = final
+        os.rename(tmp, final)
+        fsync_dir(d)
+    except OSError as e:
+        # A full disk: drop the half checkpoint (it holds space); the previous one is untouched.
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise storage_error(target, e) from None
     write_atomic(d / POINTER, json.dumps({"checkpoint": name, "step": step}) + "\n")
     for old in d.glob("ckpt-*"):
         if old.name != name:
@@ -145,6 +153,10 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, 
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CheckpointError(f"{meta_path}: not valid JSON ({e})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else None
+        if isinstance(found, str) and found.startswith("deepfit-checkpoint-"):
+            raise CheckpointError(f"{meta_path}: a {found} checkpoint, which this deepfit ({FORMAT}) cannot "
+                                  "continue; rerun that run from the start (without --resume, --overwrite)")
         raise CheckpointError(f"{meta_path}: not a {FORMAT} file")
     state_path = p / STATE_FILE
     try:

@@ -13,6 +13,13 @@ in another phase of a freeze schedule; other shapes; other data) run one
 after another instead: a group is split, never refused. vmap changes how XLA
 orders some sums, so a member equals the same run trained alone to float
 tolerance (tested), not bit for bit; a group is deterministic run to run.
+
+Resuming a group keeps that determinism: a member's numbers depend on the width of
+the program's member axis, so every chunk of a group of width > 1 runs vmapped at the
+group's full width, each member in its own slot, whichever members are still training
+(a member outliving the others thus pays for their empty slots, on a CPU; on an
+accelerator they cost next to nothing). A group resumed after some members finished
+(``slots`` and ``width`` name where the rest were) computes exactly what it would have.
 """
 
 from __future__ import annotations
@@ -45,8 +52,10 @@ def vmapped_chunk(steps: Steps):
 class Group:
     """Trainers stepped in lockstep, chunk by chunk (see the module's docstring)."""
 
-    def __init__(self, trainers: Sequence[Trainer]):
+    def __init__(self, trainers: Sequence[Trainer], slots: Sequence[int] | None = None, width: int | None = None):
         self.trainers = list(trainers)
+        self.slots = list(slots) if slots is not None else list(range(len(self.trainers)))
+        self.width = max(width or 0, max(self.slots, default=-1) + 1, len(self.trainers))
 
     def fit(self, data: Sequence[tuple[Any, Any, Any]]) -> None:
         """Train every member on its ``(x, y, validation_data)`` until each is done or stopped."""
@@ -82,18 +91,20 @@ class Group:
         return list(groups.values())
 
     def _run(self, members: list[int], requests: dict) -> list[tuple]:
-        if len(members) == 1:
-            i = members[0]
-            t = self.trainers[i]
-            return [t.steps.run_chunk(t.state, t.x_all, t.y_all, *requests[i])]
         first = self.trainers[members[0]]
-        # Pad to every member of the group, so a member that stopped does not change the program's
-        # shape (and so recompile it): its slot repeats a running member's state with no active step.
-        source = [p if p in members else members[0] for p in range(len(self.trainers))]
+        if self.width == 1 or type(first.steps) is not Steps:
+            return [first.steps.run_chunk(first.state, first.x_all, first.y_all, *requests[members[0]])]
+        # Every slot of the group's width, so neither a member that stopped nor one that is not here
+        # (finished before a resume) changes the program's shape, or a member's numbers: an empty
+        # slot repeats a running member's state with no active step.
+        source = [members[0]] * self.width
+        for i in members:
+            source[self.slots[i]] = i
         idx = np.stack([requests[s][0] for s in source])
-        active = np.stack([requests[s][1] if p == s else np.zeros_like(requests[s][1])
+        active = np.stack([requests[s][1] if self.slots[s] == p else np.zeros_like(requests[s][1])
                            for p, s in enumerate(source)])
         states = stack([self.trainers[s].state for s in source])
         state, losses, rates, aux = vmapped_chunk(first.steps)(states, first.x_all, first.y_all, idx, active)
         unstacked = unstack(state, len(source))
-        return [(unstacked[p], losses[p], rates[p], jax.tree.map(lambda a: a[p], aux)) for p in members]
+        return [(unstacked[self.slots[i]], losses[self.slots[i]], rates[self.slots[i]],
+                 jax.tree.map(lambda a: a[self.slots[i]], aux)) for i in members]

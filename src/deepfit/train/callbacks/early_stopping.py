@@ -39,19 +39,22 @@ class EarlyStopping(Callback):
 
     def on_epoch_end(self, trainer, epoch: int, logs: dict[str, Any]) -> None:
         value = self.watch.value(logs)
-        if epoch < self.start_from_epoch or not np.isfinite(value):
+        if epoch < self.start_from_epoch:
             return
         self.wait += 1
-        if self.watch.improved(value, self.best):
+        # A NaN is never an improvement, but it is an epoch without one: skipping it would let a
+        # run whose validation loss went NaN train on forever.
+        if np.isfinite(value) and self.watch.improved(value, self.best):
             self.best, self.best_epoch, self.wait = value, epoch, 0
             if self.restore_best_weights:
                 # JAX arrays are immutable: keeping a reference is a free snapshot.
                 self._best_state = {"params": trainer.state.params, "buffers": trainer.state.buffers}
         elif self.wait >= self.patience:
             trainer.stop_training = True
+            best = ("never finite" if self.best is None
+                    else f"best {self.best:.4f} at epoch {self.best_epoch + 1}")
             trainer.stop_reason = (
-                f"early stopping: {self.monitor} has not improved for {self.wait} epochs "
-                f"(best {self.best:.4f} at epoch {self.best_epoch + 1})"
+                f"early stopping: {self.monitor} has not improved for {self.wait} epochs ({best})"
             )
 
     def on_fit_end(self, trainer) -> None:
