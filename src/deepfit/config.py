@@ -48,6 +48,15 @@ def check_spec(kind: str, spec: Any) -> None:
         check(spec)
 
 
+def _valid(kind: str, spec: Any, where: str = "") -> Any:
+    """:func:`check_spec` inside a pydantic validator: the ConfigError becomes the ValueError pydantic reports."""
+    try:
+        check_spec(kind, spec)
+    except ConfigError as e:
+        raise ValueError(f"{where}{e}") from None
+    return spec
+
+
 class DataConfig(Strict):
     """Where the data comes from and how it is split and scaled.
 
@@ -159,10 +168,7 @@ class ModelConfig(Strict):
     @classmethod
     def _layers(cls, specs: list[Spec]) -> list[Spec]:
         for i, spec in enumerate(specs):
-            try:
-                check_spec("layer", spec)
-            except ConfigError as e:
-                raise ValueError(f"layer {i}: {e}") from None
+            _valid("layer", spec, f"layer {i}: ")
         return specs
 
 
@@ -212,50 +218,30 @@ class TrainingConfig(Strict):
     @field_validator("loss")
     @classmethod
     def _loss(cls, v: str | Spec) -> str | Spec:
-        try:
-            check_spec("loss", v)
-        except ConfigError as e:
-            raise ValueError(str(e)) from None
-        return v
+        return _valid("loss", v)
 
     @field_validator("metrics")
     @classmethod
     def _metrics(cls, v: list[str | Spec]) -> list[str | Spec]:
         for i, m in enumerate(v):
-            try:
-                check_spec("metric", m)
-            except ConfigError as e:
-                raise ValueError(f"metric {i}: {e}") from None
+            _valid("metric", m, f"metric {i}: ")
         return v
 
     @field_validator("optimizer", mode="before")
     @classmethod
     def _optimizer(cls, v: Any) -> Spec:
-        spec = {"name": v} if isinstance(v, str) else v
-        try:
-            check_spec("optimizer", spec)
-        except ConfigError as e:
-            raise ValueError(str(e)) from None
-        return spec
+        return _valid("optimizer", {"name": v} if isinstance(v, str) else v)
 
     @field_validator("schedule")
     @classmethod
     def _schedule(cls, v: Spec | None) -> Spec | None:
-        if v is not None:
-            try:
-                check_spec("schedule", v)
-            except ConfigError as e:
-                raise ValueError(str(e)) from None
-        return v
+        return v if v is None else _valid("schedule", v)
 
     @field_validator("callbacks")
     @classmethod
     def _callbacks(cls, specs: list[Spec]) -> list[Spec]:
         for i, spec in enumerate(specs):
-            try:
-                check_spec("callback", spec)
-            except ConfigError as e:
-                raise ValueError(f"callback {i}: {e}") from None
+            _valid("callback", spec, f"callback {i}: ")
         return specs
 
 
