@@ -30,8 +30,7 @@ DATA_ORDER = 1
 class Trainer:
     """Trains a Keras model with a Keras optimizer in deepfit's compiled loop.
 
-    ``shuffle=False`` keeps the data order (as ``model.fit(shuffle=False)``);
-    ``order`` overrides it with an explicit permutation per epoch (tests).
+    ``shuffle=False`` keeps the data order (as ``model.fit(shuffle=False)``).
     ``program``: a key under which this process keeps the compiled step for the next
     trainer of the same shape (see :func:`deepfit.train.step.shared_steps`).
 
