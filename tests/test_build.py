@@ -7,7 +7,7 @@ from scipy.special import erf
 
 import deepfit as df
 from deepfit.errors import ConfigError
-from deepfit.nn.build import make_layer
+from deepfit.nn.specs import make_layer
 
 FAN_IN, FAN_OUT = 400, 600
 # Keras's truncated normal cuts at 2 sigma; this is the std of a standard normal so truncated.

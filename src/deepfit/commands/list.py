@@ -9,7 +9,7 @@ from deepfit.registry import did_you_mean
 
 
 def _keras(module) -> list[tuple[str, str]]:
-    from deepfit.nn.build import keras_names
+    from deepfit.nn.specs import keras_names
 
     rows = []
     for name in keras_names(module):
@@ -32,7 +32,7 @@ def _named(module, names: list[str], note: str) -> list[tuple[str, str]]:
 def families() -> dict[str, callable]:
     from deepfit.train.objective import loss_names, metric_names
 
-    from deepfit.nn.build import LAYERS
+    from deepfit.nn.specs import LAYERS
     from deepfit.optim.optimizers import OPTIMIZERS
     from deepfit.optim.schedules import SCHEDULES
     from deepfit.train.callbacks import CALLBACKS

@@ -6,9 +6,7 @@ import keras
 import numpy as np
 
 from deepfit.config import ModelConfig
-from deepfit.nn.specs import (  # noqa: F401  (re-exported: the names a layer spec uses)
-    CODE_LAYERS, LAYERS, check_layer, expand, keras_names, make_layer, resolve,
-)
+from deepfit.nn.specs import expand, make_layer
 from deepfit.nn.transfer import build_from_run
 
 # Mixed into the noise layers' seeds so they never coincide with another stream derived from the same number.

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import OrderedDict
-from typing import Any, Callable, Hashable
+from typing import Callable, Hashable
 
 import jax
 import jax.numpy as jnp
@@ -245,8 +245,3 @@ def shared_steps(key: Hashable | None, build: Callable[[], Steps]) -> Steps:
             _PROGRAMS.popitem(last=False)
     _PROGRAMS.move_to_end(key)
     return _PROGRAMS[key]
-
-
-def program_of(steps: Steps) -> Any:
-    """What identifies a Steps' program apart from its key: its class and frozen flags."""
-    return (type(steps).__name__, steps.flags)
