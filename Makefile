@@ -14,25 +14,30 @@ NOTEBOOK_EXTRAS := notebook
 DEMO_STAMP := $(VENV)/.installed-demo
 STAMP := $(VENV)/.installed
 NOTEBOOK_STAMP := $(VENV)/.installed-notebook
-PIP := $(BIN)/python -m pip --quiet --disable-pip-version-check
+PIP_QUIET := --quiet --disable-pip-version-check
 
 .PHONY: demo test setup setup-dev docs docs-serve notebook bench clean browser
 
 # $(call install,EXTRAS): the package, editable, with those extras, every version from constraints.txt.
+# uv: on the PATH, else installed into the venv by this Python's pip (its venv is made without pip: seeding
+# pip there costs more than uv's whole install; uv adds pip after). Without uv: pip, in the venv.
 # An editable install skips the wheel's .pth: copy it in place so `import keras` first finds JAX.
 define install
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	test -x $(BIN)/python || $(PYTHON) -m venv --without-pip $(VENV)
 	@spec='.$(if $(strip $(1)),[$(strip $(1))])'; \
 	if command -v uv >/dev/null 2>&1; then uv=uv; \
-	elif test -x $(BIN)/uv || $(PIP) install -c constraints.txt uv; then uv=$(BIN)/uv; \
-	else uv=; fi; \
+	elif test -x $(BIN)/uv || $(PYTHON) -m pip $(PIP_QUIET) --python $(BIN)/python install -c constraints.txt uv || \
+	  { $(BIN)/python -m ensurepip --default-pip >/dev/null && \
+	    $(BIN)/python -m pip $(PIP_QUIET) install -c constraints.txt uv; }; \
+	then uv=$(BIN)/uv; else uv=; fi; \
 	if [ -n "$$uv" ]; then \
-	  echo "$$uv pip install -c constraints.txt -e '$$spec'"; \
-	  $$uv pip install --quiet --python $(BIN)/python -c constraints.txt -e "$$spec" && exit 0; \
+	  echo "$$uv pip install -c constraints.txt -e '$$spec' pip"; \
+	  $$uv pip install --quiet --python $(BIN)/python -c constraints.txt -e "$$spec" pip && exit 0; \
 	  echo "uv could not install it: trying pip (a few minutes)"; \
 	else echo "uv cannot be had here: installing with pip (a few minutes)"; fi; \
+	$(BIN)/python -m pip --version >/dev/null 2>&1 || $(BIN)/python -m ensurepip --upgrade --default-pip >/dev/null; \
 	echo "pip install -c constraints.txt -e '$$spec'"; \
-	$(PIP) install -c constraints.txt -e "$$spec"
+	$(BIN)/python -m pip $(PIP_QUIET) install -c constraints.txt -e "$$spec"
 	$(BIN)/python -c "import shutil, sysconfig; shutil.copy('src/deepfit-keras-backend.pth', sysconfig.get_paths()['purelib'])"
 endef
 
