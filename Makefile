@@ -70,11 +70,12 @@ browser:
 test: $(STAMP) browser
 	$(BIN)/python -m pytest -q -n 2
 
+# NO_MKDOCS_2_WARNING: Material's banner about its successor, printed on every build.
 docs: $(STAMP)
-	$(BIN)/mkdocs build --strict
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 docs-serve: $(STAMP)
-	$(BIN)/mkdocs serve
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
 
 # docs/chapter.ipynb in JupyterLab; the kernel "Python 3" there is this .venv.
 notebook: $(NOTEBOOK_STAMP)
