@@ -66,9 +66,11 @@ browser:
 	  apt-get -o DPkg::Lock::Timeout=300 install -y -qq chromium >/dev/null; } || \
 	  echo "chromium not installed: the report's browser test will skip"
 
-# The whole suite on two workers; it builds the docs site too (tests/test_docs_site.py).
+# The whole suite on two workers (one a core); it builds the docs site too (tests/test_docs_site.py).
+# worksteal: a worker that runs out of tests takes half of the other's queue, so the end-to-end tests
+# at the end of the run do not leave one core idle while the other works through them.
 test: $(STAMP) browser
-	$(BIN)/python -m pytest -q -n 2
+	$(BIN)/python -m pytest -q -n 2 --dist worksteal
 
 # NO_MKDOCS_2_WARNING: Material's banner about its successor, printed on every build.
 docs: $(STAMP)

@@ -30,7 +30,7 @@ SHOWN = {"text", "toml", "json", "csv", "ini", "yaml", "markdown", "md", "output
 FENCE = re.compile(r"^(`{3,}|~{3,})\s*([\w+-]*)\s*$")
 NOT_RUN = re.compile(r"^\s*#\s*not run:\s*(.*)$")
 NOT_RUN_HTML = re.compile(r"^\s*<!--\s*not run:\s*(.*?)\s*-->\s*$")
-TIMEOUT = 300
+TIMEOUT = 900  # a loaded machine runs a seconds-long block for minutes
 
 
 @dataclass(frozen=True)
