@@ -22,11 +22,11 @@ worse than at its 0.05). Three rules, as fastai offers several:
 - ``minimum``: the rate where that curve is lowest: the largest rate that still
   lowers the loss, which is what 1cycle's ``max_rate`` asks for (Smith 2018,
   arXiv:1803.09820 §4.1). On the notebook's 1cycle network (batch 128) it gives
-  about 0.045 against the notebook's 0.05 (tests/test_lr_finder.py).
+  about 0.041 against the notebook's 0.05 (tests/test_lr_finder.py).
 - ``minimum/10``: a tenth of it, for a rate held through training (the chapter: "the
   optimal learning rate will be a bit lower than the point at which the loss starts
   to climb (typically about 10 times lower than the turning point)").
-- ``steepest``: where that curve falls fastest against ``log10(rate)``.
+- ``steepest``: where that curve falls fastest against ``log10(rate)``, before its lowest point.
 
 A config with a 1cycle schedule gets ``minimum``, any other ``minimum/10``. The first
 ``skip_begin`` and last ``skip_end`` points and non-finite losses are skipped (as
@@ -138,13 +138,13 @@ def suggest(rates: np.ndarray, losses: np.ndarray, rule: str = "minimum/10", ski
                       f"{skip_begin} and last {skip_end}; sweep more steps (--steps), start lower (--min-rate) "
                       "or use more data")
     logr = np.log10(rates[idx])
-    if rule == "steepest":
-        slopes = np.gradient(curve[idx], logr)
+    lowest = int(np.argmin(curve[idx]))
+    if rule == "steepest":  # on the way down to the lowest loss (past it, the loss's collapse is no guide)
+        slopes = np.gradient(curve[idx], logr)[: max(lowest, 1) + 1]
         best = int(np.argmin(slopes))
         if not slopes[best] < 0:
             return None, "the loss never decreased over the sweep; start lower (--min-rate)"
         return float(rates[idx[best]]), f"steepest descent of the loss: {slopes[best]:.3g} per decade of rate"
-    lowest = int(np.argmin(curve[idx]))
     if lowest == 0:
         return None, "the loss never decreased over the sweep; start lower (--min-rate)"
     if logr[-1] - logr[lowest] < WINDOW_DECADES / 2:
