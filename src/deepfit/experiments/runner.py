@@ -288,7 +288,7 @@ def compare(
     """
     if is_python_experiment(experiment, data):
         experiment, out, backend = python_experiment(experiment, data=data, seeds=5 if seeds is None else seeds,
-                                                     out=out, backend=backend, **options)
+                                                     out=out, backend=backend, log=log, **options)
         seeds = None
     elif options:
         raise ConfigError(f"compare: {', '.join(options)} apply to variants given from Python with data=...; "
