@@ -28,6 +28,7 @@ import io
 import json
 import os
 import platform
+import re
 import shutil
 import sys
 import tempfile
@@ -479,8 +480,6 @@ def _end(b: _Begun, seconds: float) -> Run:
 def written_by_callbacks(out_dir: Path, outputs: Sequence[str]) -> list[str]:
     """The files the config's callbacks wrote inside the run (a ModelCheckpoint's ``best-{epoch:02d}.keras``
     matches each epoch's file; a log folder, the files in it), for the manifest."""
-    import re
-
     found: set[str] = set()
     root = out_dir.resolve()
     for output in outputs:
