@@ -131,9 +131,11 @@ def test_i20_25_a_notebook_layer_is_registered_for_the_user_and_said_in_one_line
         return model
 
     lines = []
+    with pytest.raises(ConfigError, match=r"uses '__main__>Twice', a class defined in this process.*backend='local'"):
+        deepfit.compare({"twice": build}, data=arrays, seeds=1, out=tmp_path / "e", backend="pool", log=lines.append)
+    assert lines == ["variant 'twice': registered Twice with Keras as '__main__>Twice' so its runs can rebuild it; "
+                     "they train in this process"]
     deepfit.compare({"twice": build}, data=arrays, seeds=1, epochs=1, out=tmp_path / "e", log=lines.append)
-    assert lines[0] == ("variant 'twice': registered Twice with Keras as '__main__>Twice' so its runs can rebuild it; "
-                        "they train in this process")
     run = deepfit.load_run(tmp_path / "e" / "runs" / "twice" / "seed-0")
     assert "__main__>Twice" in run.config.model.architecture
 

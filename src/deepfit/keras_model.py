@@ -97,17 +97,15 @@ def _foreign(module: Any) -> bool:
     return not (isinstance(module, str) and (module == "keras" or module.startswith(("keras.", "deepfit."))))
 
 
-def unknown_classes(config: Any) -> list[tuple[str | None, str]]:
-    """(module, class name) of each class in a Keras config from outside Keras and deepfit that this
-    process has not registered with Keras (Keras writes ``__main__``'s module as None)."""
+def foreign_classes(config: Any) -> list[tuple[str | None, str]]:
+    """(module, registered name) of each class in a Keras config from outside Keras and deepfit, which a
+    process must have registered to rebuild it (Keras writes ``__main__``'s module as None)."""
     found: list[tuple[str | None, str]] = []
 
     def walk(node: Any) -> None:
         if isinstance(node, dict):
-            registered = node.get("registered_name")
-            if "class_name" in node and "config" in node and _foreign(node.get("module")) \
-                    and node.get("class_name") != "__keras_tensor__" \
-                    and not (isinstance(registered, str) and registered in keras.saving.get_custom_objects()):
+            if "class_name" in node and "config" in node and node["class_name"] != "__keras_tensor__" \
+                    and _foreign(node.get("module")):
                 found.append((node.get("module"), node.get("registered_name") or node["class_name"]))
             for v in node.values():
                 walk(v)
@@ -117,6 +115,12 @@ def unknown_classes(config: Any) -> list[tuple[str | None, str]]:
 
     walk(config)
     return list(dict.fromkeys(found))
+
+
+def unknown_classes(config: Any) -> list[tuple[str | None, str]]:
+    """The :func:`foreign_classes` this process has not registered with Keras."""
+    known = keras.saving.get_custom_objects()
+    return [(module, name) for module, name in foreign_classes(config) if name not in known]
 
 
 def register_local_classes(model: keras.Model) -> list[str]:

@@ -98,21 +98,9 @@ def _split_data(data: Any) -> tuple[tuple, tuple | None]:
 
 def _foreign_classes(architecture: str) -> list[str]:
     """Registered names of classes outside Keras and deepfit (a worker process cannot import them)."""
-    found: list[str] = []
+    from deepfit.keras_model import foreign_classes
 
-    def walk(node):
-        if isinstance(node, dict):
-            module = node.get("module")
-            if isinstance(module, str) and not (module == "keras" or module.startswith(("keras.", "deepfit."))):
-                found.append(node.get("registered_name") or node.get("class_name"))
-            for v in node.values():
-                walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
-
-    walk(json.loads(architecture))
-    return found
+    return [name for _, name in foreign_classes(json.loads(architecture))]
 
 
 def _record(fn: Callable[[int], keras.Model], seed: int, input_shape: list[int], name: str,
