@@ -159,8 +159,8 @@ def test_i20_25_an_unknown_class_in_an_architecture_is_named_first_in_one_line()
 
 
 def test_a_sequential_architecture_rebuilds_as_keras_rebuilds_it():
-    """deepfit adds a Sequential's layers at once (Keras rebuilds after each: 2.6 s for 100 layers): the
-    same model, the same initial weights."""
+    """deepfit adds a Sequential's layers at once (Keras rebuilds the model after each one): the same model,
+    the same initial weights."""
     from deepfit.keras_model import architecture_json, build_architecture
 
     model = keras.Sequential([keras.Input((8, 8)), keras.layers.Flatten(),

@@ -76,8 +76,9 @@ def build_architecture(text: str, seed: int | None = None) -> keras.Model:
 
 def _rebuild(config: dict[str, Any]) -> keras.Model:
     """``deserialize_keras_object`` (safe mode), with a Sequential's layers added at once: Keras's own
-    ``Sequential.from_config`` rebuilds the model after each layer it adds, which made a 100-layer
-    network take 2.6 s instead of 0.3 s here. The same layers are made in the same order, so the
+    ``Sequential.from_config`` rebuilds the model after each layer it adds: 4.7 s instead of 0.5 s for
+    the 101 Dense layers of the notebook's deep network on this 2-core machine under load
+    (``benchmarks/bench_architecture_build.py``). The same layers are made in the same order, so the
     initial weights are the same (tested bit for bit)."""
     inner = config.get("config") if isinstance(config.get("config"), dict) else {}
     layers = inner.get("layers")
