@@ -75,3 +75,103 @@ def test_an_uncompiled_model_is_named(arrays, tmp_path):
         deepfit.compare({"raw": lambda s: keras.Sequential([keras.Input((8, 8)), keras.layers.Flatten(),
                                                              keras.layers.Dense(3)])},
                         data=arrays, seeds=1, out=tmp_path / "e")
+
+
+def test_i20_05_a_functions_pretrained_weights_are_recorded_and_every_run_starts_from_them(arrays, tmp_path):
+    keras.utils.set_random_seed(100)
+    pretrained = keras.layers.Dense(16, activation="relu")
+    pretrained.build((None, 64))
+    made = {}
+
+    def transfer(seed):  # the notebook's transfer learning: a trained layer reused, a new head on top
+        keras.utils.set_random_seed(seed)
+        model = keras.Sequential([keras.Input((8, 8)), keras.layers.Flatten(), keras.layers.Dense(16, activation="relu"),
+                                  keras.layers.Dense(3, activation="softmax")])
+        model.layers[1].set_weights(pretrained.get_weights())
+        model.layers[1].trainable = False
+        # A rate so small that a step changes no nonzero weight: the runs end where they started.
+        model.compile(optimizer=keras.optimizers.SGD(1e-30), loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
+        made[seed] = model.get_weights()
+        return model
+
+    lines = []
+    deepfit.compare({"transfer": transfer, "fresh": make("relu")}, data=arrays, seeds=2, epochs=1,
+                    out=tmp_path / "e", backend="group", log=lines.append)
+    for seed in (0, 1):
+        run = deepfit.load_run(tmp_path / "e" / "runs" / "transfer" / f"seed-{seed}")
+        for a, b in zip(run.model.get_weights(), made[seed]):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-20)
+        np.testing.assert_array_equal(run.model.get_weights()[0], pretrained.get_weights()[0])
+        assert run.config.model.initial_weights.endswith(f"weights/transfer/seed-{seed}.safetensors")
+    assert sum("'transfer': the function's initial weights are not the seed's fresh" in line for line in lines) == 1
+    # A seeded function is its config: nothing more recorded.
+    fresh = deepfit.load_run(tmp_path / "e" / "runs" / "fresh" / "seed-0")
+    assert fresh.config.model.initial_weights is None and not (tmp_path / "e" / "weights" / "fresh").exists()
+    # The recorded file is checked: a changed one is refused, not trained from.
+    weights = tmp_path / "e" / "weights" / "transfer" / "seed-0.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-4] + b"\1\1\1\1")
+    run = deepfit.load_run(tmp_path / "e" / "runs" / "transfer" / "seed-0")
+    with pytest.raises(ConfigError, match="initial_weights .*sha256 does not match"):
+        deepfit.train(run.config, save=False)
+
+
+def test_i20_25_a_notebook_layer_is_registered_for_the_user_and_said_in_one_line(arrays, tmp_path):
+    class Twice(keras.layers.Layer):
+        def call(self, x):
+            return 2 * x
+
+    Twice.__module__ = "__main__"  # as defined in a notebook cell, not registered
+
+    def build(seed):
+        keras.utils.set_random_seed(seed)
+        model = keras.Sequential([keras.Input((8, 8)), Twice(), keras.layers.Flatten(),
+                                  keras.layers.Dense(3, activation="softmax")])
+        model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        return model
+
+    lines = []
+    with pytest.raises(ConfigError, match=r"uses '__main__>Twice', a class defined in this process.*backend='local'"):
+        deepfit.compare({"twice": build}, data=arrays, seeds=1, out=tmp_path / "e", backend="pool", log=lines.append)
+    assert lines == ["variant 'twice': registered Twice with Keras as '__main__>Twice' so its runs can rebuild it; "
+                     "they train in this process"]
+    deepfit.compare({"twice": build}, data=arrays, seeds=1, epochs=1, out=tmp_path / "e", log=lines.append)
+    run = deepfit.load_run(tmp_path / "e" / "runs" / "twice" / "seed-0")
+    assert "__main__>Twice" in run.config.model.architecture
+
+
+def test_i20_25_an_unknown_class_in_an_architecture_is_named_first_in_one_line():
+    """A config naming a class this process does not know (a rerun in a fresh process): the fix first, one line."""
+    import json
+
+    from deepfit.keras_model import architecture_json, build_architecture
+
+    config = json.loads(architecture_json(make("relu")(0)))
+    flatten = config["config"]["layers"][1]
+    flatten.update(class_name="MyFlatten", module=None, registered_name="MyFlatten")  # as Keras writes __main__'s
+    with pytest.raises(ConfigError) as info:
+        build_architecture(json.dumps(config))
+    message = str(info.value)
+    assert "\n" not in message and len(message) < 300
+    assert message.startswith("model.architecture uses the class 'MyFlatten' (defined in __main__), which this "
+                              "process has not registered with Keras: define it and decorate it with "
+                              "@keras.saving.register_keras_serializable() before training")
+
+
+def test_a_sequential_architecture_rebuilds_as_keras_rebuilds_it():
+    """deepfit adds a Sequential's layers at once (Keras rebuilds the model after each one): the same model,
+    the same initial weights."""
+    from deepfit.keras_model import architecture_json, build_architecture
+
+    model = keras.Sequential([keras.Input((8, 8)), keras.layers.Flatten(),
+                              *[keras.layers.Dense(8, activation="selu", kernel_initializer="lecun_normal")
+                                for _ in range(5)], keras.layers.BatchNormalization(), keras.layers.Dropout(0.2),
+                              keras.layers.Dense(3, activation="softmax")])
+    text = architecture_json(model)
+    ours = build_architecture(text, seed=7)
+    keras.utils.set_random_seed(7)
+    theirs = keras.saving.deserialize_keras_object(__import__("json").loads(text), safe_mode=True)
+    assert architecture_json(ours) == architecture_json(theirs) == text
+    assert [w.path for w in ours.weights] == [w.path for w in theirs.weights]
+    for a, b in zip(ours.get_weights(), theirs.get_weights()):
+        np.testing.assert_array_equal(a, b)

@@ -243,3 +243,84 @@ def test_compare_with_the_group_backend_matches_the_local_one(tmp_path):
     assert record["execution"] == "group: 2 run(s) in one program"
     worker = json.loads((run_dir(tmp_path / "group", "two", 1) / "worker.json").read_text())
     assert worker["backend"] == "group" and worker["group"] == 2
+
+
+# -- issue 20: threads of a worker, groups on a data directory, sizing a model from Python ----------------------
+def test_i20_23_a_worker_of_two_threads_starts_and_its_xla_uses_two_threads(tmp_path):
+    """XLA aborts on a flag it does not know; its CPU pool has one thread per core the worker may use."""
+    from reliability_fixtures import tiny_config, write_idx_dir
+
+    from deepfit.experiments.task import Task
+
+    cores = len(workers.affinity())
+    config = deepfit.load_config(tiny_config(write_idx_dir(tmp_path / "data"), epochs=1)).to_dict()
+    for threads in sorted({1, min(2, cores)}, reverse=True):
+        env = backends.thread_env(threads)
+        worker = workers.Worker(env)
+        try:
+            worker.send(Task("plain", 0, config), str(tmp_path / f"run-{threads}"), backends.slot_cpus(0, threads))
+            outcome = worker.answer()
+            pool = [t for t in os.listdir(f"/proc/{worker.proc.pid}/task")
+                    if open(f"/proc/{worker.proc.pid}/task/{t}/comm").read().strip() == "tf_XLAEigen"]
+        finally:
+            worker.stop()
+        assert outcome.final["status"] == "completed" and outcome.worker["threads"] == threads
+        assert len(pool) == threads
+        assert all(flag.startswith("--") for flag in outcome.worker["xla_flags"].split())
+
+
+def test_i20_29_the_group_backend_trains_the_seeds_of_a_data_directory_together(tmp_path, monkeypatch):
+    """deepfit.compare's arrays are a data directory: the seeds share one prepared copy, so one program."""
+    import keras
+
+    from deepfit.train import group
+
+    sizes = []
+    run = group.Group._run
+    monkeypatch.setattr(group.Group, "_run", lambda self, members, requests: sizes.append(len(members)) or
+                        run(self, members, requests))
+
+    def build(seed):
+        keras.utils.set_random_seed(seed)
+        model = keras.Sequential([keras.Input((8, 8)), keras.layers.Flatten(), keras.layers.Dense(8, activation="relu"),
+                                  keras.layers.Dense(3, activation="softmax")])
+        model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        return model
+
+    rng = np.random.default_rng(0)
+    x, y = rng.random((300, 8, 8)).astype("float32"), rng.integers(0, 3, 300)
+    deepfit.compare({"a": build}, data=(x, y), seeds=3, epochs=2, out=tmp_path / "e", backend="group",
+                    report=False, log=lambda s: None)
+    # Two epochs of two chunks (270 images: 8 full batches of 32, then the 14 left), each chunk one call for
+    # the three seeds (before: 12 calls of one).
+    assert sizes == [3, 3, 3, 3]
+    again = load_data(deepfit.load_run(tmp_path / "e" / "runs" / "a" / "seed-0").config.data)
+    assert again is load_data(deepfit.load_run(tmp_path / "e" / "runs" / "a" / "seed-2").config.data)
+    # Another file in the directory is other data: prepared again.
+    (tmp_path / "e" / "data" / "train-labels-idx1-ubyte").touch()
+    assert load_data(deepfit.load_run(tmp_path / "e" / "runs" / "a" / "seed-0").config.data) is not again
+
+
+def test_i20_30_a_model_recorded_from_python_is_sized_like_its_config(monkeypatch):
+    """The 100-layer network as Keras's architecture costs what its config layers cost, so auto picks workers."""
+    import keras
+
+    from deepfit.keras_model import architecture_json
+
+    model = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(), keras.layers.Dense(300, activation="selu"),
+                              *[keras.layers.Dense(100, activation="selu") for _ in range(99)],
+                              keras.layers.Dense(10, activation="softmax")])
+    layers = [{"type": "flatten"}, {"type": "dense", "units": 300}, {"type": "dense", "units": 100, "repeat": 99},
+              {"type": "dense", "units": 10}]
+    training, data = {"epochs": 5}, {"validation_size": 5000}
+    from_python = estimated_cost({"data": data, "training": training,
+                                  "model": {"architecture": architecture_json(model), "layers": []}})
+    per_image = 784 * 300 + 300 * 100 + 98 * 100 * 100 + 100 * 10 + UNIT_COST * (300 + 99 * 100 + 10)
+    assert from_python == estimated_cost({"data": data, "training": training, "model": {"layers": layers}}) \
+        == 5 * 55_000 * per_image
+    assert choose_backend([from_python] * 5, jobs=2)[0] == "pool"
+    # A convolution: its kernel applied at every output position.
+    conv = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Conv2D(8, 3), keras.layers.Flatten(),
+                             keras.layers.Dense(10)])
+    cost = estimated_cost({"data": data, "training": {"epochs": 1}, "model": {"architecture": architecture_json(conv)}})
+    assert cost == 55_000 * (26 * 26 * (3 * 3 * 8 + UNIT_COST * 8) + 26 * 26 * 8 * 10 + UNIT_COST * 10)

@@ -47,6 +47,10 @@ def build_parser() -> Parser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if argv is None:  # the program itself, deepfit's own process: JAX's compilation cache is ours to set
+        from deepfit.train import compile_cache
+
+        compile_cache.use()
     try:
         return _main(argv)
     except KeyboardInterrupt:  # Ctrl-C before a command began (parsing, imports): nothing to resume yet

@@ -140,11 +140,17 @@ class ModelConfig(Strict):
     ``architecture``: instead of ``layers``, a Keras model's architecture as Keras's JSON
     (``model.to_json()``), what a run trained on a model handed in from Python records;
     rebuilt with ``safe_mode=True``, initialized from the seed.
+
+    ``initial_weights``: a safetensors file of the model's weights (as a run's
+    ``weights.safetensors``) that the model starts from instead of the seed's initialization:
+    what ``compare`` records for a Python function whose model is not freshly initialized
+    (pretrained or transferred layers). A ``SHA256SUMS`` beside it is checked.
     """
 
     input_shape: list[int] = Field(default_factory=lambda: [28, 28])
     layers: list[Spec] = Field(default_factory=list)
     architecture: str | None = None
+    initial_weights: str | None = None
     from_run: str | None = None
     drop_last: int = Field(1, ge=0)
     reuse_weights: bool = True
@@ -162,6 +168,8 @@ class ModelConfig(Strict):
             raise ValueError("model.layers needs at least one layer (or model.architecture, Keras's model JSON)")
         if self.layers and self.architecture is not None and self.from_run is None:
             raise ValueError("give model.layers or model.architecture, not both")
+        if self.initial_weights is not None and self.from_run is not None:
+            raise ValueError("give model.from_run (a run's trained layers) or model.initial_weights, not both")
         return self
 
     @field_validator("layers")

@@ -4,6 +4,10 @@ A file is written to a temporary name in its folder, flushed to disk and
 renamed over the target, so a reader (or a crash) sees the old file or the new
 one, never half of one. Neither safetensors nor Keras notices a flipped byte,
 so run directories carry a manifest of sha256 digests checked on load.
+
+Files and folders get the modes a plain ``open`` or ``mkdir`` would give them under
+the process's umask (``tempfile`` makes its names private, 0600 and 0700, which a
+report meant to be shared or served must not keep).
 """
 
 from __future__ import annotations
@@ -39,6 +43,37 @@ def storage_error(path: str | Path, e: OSError) -> StorageError:
     return err
 
 
+def umask() -> int:
+    """The process's umask, read without changing it where Linux tells it (``/proc/self/status``)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and put back (not thread-safe, but only where /proc lacks it)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """What ``open(path, "w")`` would give a new file: 0666 less the umask."""
+    return 0o666 & ~umask()
+
+
+def dir_mode() -> int:
+    """What ``mkdir`` would give a new folder: 0777 less the umask."""
+    return 0o777 & ~umask()
+
+
+def make_temp_dir(parent: str | Path, prefix: str) -> Path:
+    """A fresh folder in ``parent`` for a write that is renamed into place, with the umask's mode."""
+    tmp = Path(tempfile.mkdtemp(dir=parent, prefix=prefix))
+    os.chmod(tmp, dir_mode())
+    return tmp
+
+
 def write_atomic(path: str | Path, data: bytes | str) -> None:
     path = Path(path)
     payload = data.encode() if isinstance(data, str) else data
@@ -48,6 +83,7 @@ def write_atomic(path: str | Path, data: bytes | str) -> None:
         raise storage_error(path, e) from None
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), file_mode())
             f.write(payload)
             f.flush()
             os.fsync(f.fileno())

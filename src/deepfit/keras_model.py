@@ -6,7 +6,8 @@ JSON, inline in ``[model] architecture``, rebuilt with ``safe_mode=True`` and on
 Keras's and deepfit's classes) and, when ``m`` was compiled, its optimizer, loss and
 metrics in the config's own terms: used, and written down, never ignored. Compile
 arguments a config cannot express (a loss function defined in the notebook) are refused
-with what to do instead.
+with what to do instead. Weights that are not the fresh initialization the seed gives
+(pretrained or transferred layers) are recorded too (``model.initial_weights``, safetensors).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import json
 from typing import Any
 
 import keras
+import numpy as np
 
 from deepfit.errors import ConfigError
 
@@ -48,6 +50,13 @@ def build_architecture(text: str, seed: int | None = None) -> keras.Model:
         config = json.loads(text)
     except json.JSONDecodeError as e:
         raise ConfigError(f"model.architecture is not Keras's model JSON: {e}") from None
+    unknown = unknown_classes(config)
+    if unknown:
+        module, name = unknown[0]
+        raise ConfigError(f"model.architecture uses the class {name!r} (defined in {module or '__main__'}), which "
+                          f"this process has not registered with Keras: define it and decorate it with "
+                          f"@keras.saving.register_keras_serializable() before training (deepfit never imports "
+                          f"code a config names)")
     from deepfit.errors import CheckpointError
 
     try:
@@ -59,10 +68,87 @@ def build_architecture(text: str, seed: int | None = None) -> keras.Model:
     if seed is not None:
         keras.utils.set_random_seed(seed)
     try:
-        return keras.saving.deserialize_keras_object(config, safe_mode=True)
+        return _rebuild(config)
     except Exception as e:  # noqa: BLE001 - Keras raises many types for a config it cannot rebuild
-        raise ConfigError(f"model.architecture: Keras cannot rebuild this model ({e}); a custom layer must be "
-                          f"registered with @keras.saving.register_keras_serializable() before training") from None
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"model.architecture: Keras cannot rebuild this model: {first[:300]}") from None
+
+
+def _rebuild(config: dict[str, Any]) -> keras.Model:
+    """``deserialize_keras_object`` (safe mode), with a Sequential's layers added at once: Keras's own
+    ``Sequential.from_config`` rebuilds the model after each layer it adds: 4.7 s instead of 0.5 s for
+    the 101 Dense layers of the notebook's deep network on this 2-core machine under load
+    (``benchmarks/bench_architecture_build.py``). The same layers are made in the same order, so the
+    initial weights are the same (tested bit for bit)."""
+    inner = config.get("config") if isinstance(config.get("config"), dict) else {}
+    layers = inner.get("layers")
+    if not (config.get("class_name") == "Sequential" and config.get("module") == "keras"
+            and isinstance(layers, list) and "name" in inner and all(isinstance(c, dict) and "module" in c
+                                                                     for c in layers)):
+        return keras.saving.deserialize_keras_object(config, safe_mode=True)
+    model = keras.Sequential([keras.saving.deserialize_keras_object(c, safe_mode=True) for c in layers],
+                             name=inner["name"])
+    shape = inner.get("build_input_shape")
+    if not model.built and isinstance(shape, (list, tuple)) and shape:
+        model.build(shape)
+    return model
+
+
+def _foreign(module: Any) -> bool:
+    return not (isinstance(module, str) and (module == "keras" or module.startswith(("keras.", "deepfit."))))
+
+
+def foreign_classes(config: Any) -> list[tuple[str | None, str]]:
+    """(module, registered name) of each class in a Keras config from outside Keras and deepfit, which a
+    process must have registered to rebuild it (Keras writes ``__main__``'s module as None)."""
+    found: list[tuple[str | None, str]] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if "class_name" in node and "config" in node and node["class_name"] != "__keras_tensor__" \
+                    and _foreign(node.get("module")):
+                found.append((node.get("module"), node.get("registered_name") or node["class_name"]))
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(config)
+    return list(dict.fromkeys(found))
+
+
+def unknown_classes(config: Any) -> list[tuple[str | None, str]]:
+    """The :func:`foreign_classes` this process has not registered with Keras."""
+    known = keras.saving.get_custom_objects()
+    return [(module, name) for module, name in foreign_classes(config) if name not in known]
+
+
+def register_local_classes(model: keras.Model) -> list[str]:
+    """Register with Keras, under their module's name (``__main__>MyLayer``), the classes of ``model``'s
+    layers that are defined outside Keras and deepfit and not registered yet (a layer written in a
+    notebook), so the model's record can be rebuilt in this process. Safe: the classes are already
+    here; nothing is imported. Returns the names given."""
+    given = []
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        cls = type(layer)
+        if not _foreign(cls.__module__):
+            continue
+        if cls.__name__ != keras.saving.get_registered_name(cls):
+            continue  # registered by its author
+        keras.saving.register_keras_serializable(package=cls.__module__)(cls)
+        given.append(keras.saving.get_registered_name(cls))
+    return list(dict.fromkeys(given))
+
+
+def same_as_fresh(model: keras.Model, architecture: str, seed: int) -> bool:
+    """Whether ``model``'s weights are bit for bit those its architecture gets from ``seed`` (what a run
+    of that config starts from), i.e. the config alone records them."""
+    fresh = build_architecture(architecture, seed)
+    ours = model.weights
+    return len(ours) == len(fresh.weights) and all(
+        tuple(a.shape) == tuple(b.shape) and np.array_equal(np.asarray(a.value), np.asarray(b.value))
+        for a, b in zip(ours, fresh.weights))
 
 
 def _spec(obj: Any, kind: str) -> Any:

@@ -101,10 +101,14 @@ def extend_status(d: Path, had: int, wanted: int) -> Status:
 
 
 def clean_debris(d: Path, finished: bool) -> None:
-    """Remove what a process killed mid-write leaves: temporary files (``.name.XXXX.tmp``),
-    a backup being deleted, and, once the run has finished (not diverged), its backup."""
+    """Remove what a process killed mid-write (or stopped by a full disk) leaves: temporary files
+    (``.name.XXXX.tmp``) and folders (``.final_state.tmp``), a backup being deleted, and, once the run
+    has finished (not diverged), its backup."""
     for tmp in d.glob(".*.tmp"):
-        tmp.unlink(missing_ok=True)
+        if tmp.is_dir() and not tmp.is_symlink():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
     for trash in d.glob(".*.deleting"):
         shutil.rmtree(trash, ignore_errors=True)
     if finished and (d / CHECKPOINTS).is_dir():

@@ -28,6 +28,7 @@ import io
 import json
 import os
 import platform
+import re
 import shutil
 import sys
 import tempfile
@@ -53,6 +54,7 @@ from deepfit.preflight import build_checked, check_resources
 from deepfit.resume import attach_backup, resume_status  # also registers backup_and_restore
 from deepfit.train import compile_cache
 from deepfit.train.callbacks import make_callback
+from deepfit.train.callbacks.registry import in_directory, paths_of
 from deepfit.train.callbacks.early_stopping import EarlyStopping
 from deepfit.train.callbacks.keras_adapter import KerasCallbacks, is_keras_callback
 from deepfit.train.callbacks.progress import Progress
@@ -172,12 +174,14 @@ def prepare_out_dir(out: str | Path | None, cfg: Config, overwrite: bool) -> Pat
 
 
 def program_key(cfg: Config, steps_per_epoch: int) -> str:
-    """What the compiled step of a config's model depends on: everything but the seeds (and the name
-    and progress bar). Seeds of one variant share it, so a process compiles their step once."""
+    """What the compiled step of a config's model depends on: everything but the seeds, the initial
+    weights' values (and the name and progress bar). Seeds of one variant share it, so a process
+    compiles their step once."""
     tree = cfg.to_dict()
     for key in ("seed", "order_seed", "dropout_seed", "name"):
         tree.pop(key, None)
     tree.get("training", {}).pop("progress", None)
+    tree.get("model", {}).pop("initial_weights", None)
     return json.dumps([tree, steps_per_epoch], sort_keys=True, default=repr)
 
 
@@ -239,7 +243,7 @@ def train(
                            save=save, overwrite=overwrite, resume=resume, checkpoint=checkpoint)
         if isinstance(begun, Run):
             return begun
-        with _kept_on_failure([begun]):
+        with _kept_on_failure([begun], resume):
             started = time.perf_counter()
             begun.trainer.fit(*begun.fit_data)
             _raise_if_interrupted([begun])
@@ -265,7 +269,7 @@ def train_group(configs: Sequence[str | Path | Mapping[str, Any] | Config], outs
             begun = [_begin(c, o, execution=execution, **options) for c, o in zip(configs, outs)]
         training = [b for b in begun if not isinstance(b, Run)]
         started = time.perf_counter()
-        with _kept_on_failure(training):
+        with _kept_on_failure(training, bool(options.get("resume"))):
             # Each member in its slot of the whole group's width, even when others finished before a resume.
             slots = [i for i, b in enumerate(begun) if not isinstance(b, Run)]
             Group([b.trainer for b in training], slots, len(begun)).fit([b.fit_data for b in training])
@@ -273,7 +277,7 @@ def train_group(configs: Sequence[str | Path | Mapping[str, Any] | Config], outs
         stopped = [b for b in training if _stopper(b).signum is not None]
         # Members that ended before the signal are complete: record them; the rest wait for a resume.
         halted = {id(b) for b in stopped}
-        with _kept_on_failure(training):
+        with _kept_on_failure(training, bool(options.get("resume"))):
             runs = [b if isinstance(b, Run) or id(b) in halted else _end(b, seconds) for b in begun]
         _raise_if_interrupted(stopped)
         return runs
@@ -307,6 +311,7 @@ class _Begun:
     trainer: Trainer
     backup: Any
     note: str | None
+    outputs: list[str] = field(default_factory=list)  # where the config's callbacks write (ModelCheckpoint, ...)
 
     @property
     def fit_data(self) -> tuple:
@@ -344,7 +349,10 @@ def _begin(config, out, *, overrides=(), model=None, data=None, callbacks=(), sa
     # Keras checks the optimizer's values as it builds it, and a user's schedule function runs over
     # the plan: both before anything is written.
     optimizer_and_schedule = make_optimizer_and_schedule(t, steps_per_epoch)
-    extra: list[Callback] = [TerminateOnNaN(), *map(make_callback, t.callbacks), *callbacks]
+    # A callback's relative path (ModelCheckpoint's "best.keras") lands in the run's own directory, as the
+    # run's other files: the runs of a sweep would otherwise all write one file in the working directory.
+    specs = [in_directory(spec, out_dir) for spec in t.callbacks] if out_dir is not None else t.callbacks
+    extra: list[Callback] = [TerminateOnNaN(), *map(make_callback, specs), *callbacks]
     if t.freeze:
         from deepfit.train.callbacks.freeze_schedule import FreezeSchedule
 
@@ -387,14 +395,16 @@ def _begin(config, out, *, overrides=(), model=None, data=None, callbacks=(), sa
     elif resume and save:
         # A typo in --out would otherwise pass silently for a resume of the intended run.
         note = f"--resume: no run in {str(out)!r} yet; starting a new one there"
-    return _Begun(cfg, out_dir, dataset, model, trainer, backup, note)
+    outputs = [path for spec in specs for arg, path in paths_of(spec).items() if arg != "backup_dir"]
+    return _Begun(cfg, out_dir, dataset, model, trainer, backup, note, outputs)
 
 
 @contextmanager
-def _kept_on_failure(begun: Sequence[_Begun]) -> Iterator[None]:
+def _kept_on_failure(begun: Sequence[_Begun], resume: bool = False) -> Iterator[None]:
     """A write that fails (a full disk, a quota, a failing device) ends the run with one line naming
     the file and what is kept: every write is atomic, so the last checkpoint is whole, and --resume
-    continues from it once there is space again."""
+    continues from it once there is space again. ``resume``: the call already resumes (as ``compare``'s
+    runs do), so the same command again is what continues it."""
     try:
         yield
     except OSError as e:
@@ -410,8 +420,9 @@ def _kept_on_failure(begun: Sequence[_Begun]) -> Iterator[None]:
             latest = b.backup.latest() if b.backup is not None else None
             kept.append(f"the checkpoint {latest}" if latest is not None
                         else f"no checkpoint of {b.out_dir} yet (it will start again)")
-        raise StorageError(f"{err}. Kept: {'; '.join(kept)}. Free some space, then run the same command again "
-                           "(`deepfit train` with --resume) to continue") from None
+        again = ("run the same command again to continue" if resume else
+                 "run the same command again with --resume (resume=True from Python) to continue")
+        raise StorageError(f"{err}. Kept: {'; '.join(kept)}. Free some space, then {again}") from None
 
 
 def _raise_if_signalled(out_dir: Path | None, status: str) -> None:
@@ -459,6 +470,7 @@ def _end(b: _Begun, seconds: float) -> Run:
         write_atomic(out_dir / "timings.csv", metrics_csv(trainer.history, timings=True))
         files = ["config.toml", "environment.json", "metrics.csv", "timings.csv", "final.json"]
         files += write_layer_stats(trainer, out_dir)
+        files += written_by_callbacks(out_dir, b.outputs)
         if final["status"] == "diverged":
             # Weights that produced a NaN are not a model: keep the last good checkpoint instead.
             if backup is not None and backup.latest() is not None:
@@ -478,6 +490,22 @@ def _end(b: _Begun, seconds: float) -> Run:
     return run
 
 
+def written_by_callbacks(out_dir: Path, outputs: Sequence[str]) -> list[str]:
+    """The files the config's callbacks wrote inside the run (a ModelCheckpoint's ``best-{epoch:02d}.keras``
+    matches each epoch's file; a log folder, the files in it), for the manifest."""
+    found: set[str] = set()
+    root = out_dir.resolve()
+    for output in outputs:
+        path = Path(output).resolve()
+        if not path.is_relative_to(root):
+            continue  # an absolute path outside the run is the user's
+        pattern = re.sub(r"\{[^}]*\}", "*", path.relative_to(root).as_posix())
+        for hit in root.glob(pattern):
+            files = [hit] if hit.is_file() else [f for f in hit.rglob("*") if f.is_file()] if hit.is_dir() else []
+            found.update(f.relative_to(root).as_posix() for f in files)
+    return sorted(found)
+
+
 def _keep_final_state(checkpoints: Path, out_dir: Path) -> None:
     """A completed run keeps its last checkpoint (``final_state/``), so ``--resume --epochs N`` can extend it
     exactly; the manifest, written after, marks the run finished only once it is in place."""
@@ -485,10 +513,30 @@ def _keep_final_state(checkpoints: Path, out_dir: Path) -> None:
 
     target, tmp = out_dir / FINAL_STATE, out_dir / f".{FINAL_STATE}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(checkpoints, tmp)
+    try:
+        _copy_files(checkpoints, tmp)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)  # a full disk: the half copy holds space and is no state
+        raise
     if target.exists():
         shutil.rmtree(target)
     tmp.rename(target)
+
+
+def _copy_files(src: Path, dst: Path) -> None:
+    """``shutil.copytree`` without its habit of gathering every failure into one ``shutil.Error``, which
+    loses the errno (a full disk must be reported as one)."""
+    dst.mkdir()
+    for p in sorted(src.rglob("*")):
+        target = dst / p.relative_to(src)
+        if p.is_dir():
+            target.mkdir(exist_ok=True)
+        else:
+            try:
+                shutil.copyfile(p, target)
+            except OSError as e:
+                e.filename = e.filename or str(target)
+                raise
 
 
 def _reopen(d: Path, config_text: str) -> None:

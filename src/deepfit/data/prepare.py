@@ -7,6 +7,7 @@ training split alone, so no information leaks from validation or test.
 
 from __future__ import annotations
 
+import json
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from deepfit.data import cache
-from deepfit.data.sources import RawData, bundled_digest, download, load_bundled, load_directory
+from deepfit.data.sources import (RawData, bundled_digest, directory_fingerprint, download, load_bundled,
+                                  load_directory)
 from deepfit.data.tasks import select_task
 from deepfit.errors import DataError
 
@@ -141,21 +143,39 @@ def load_data(cfg=None, arrays: RawData | dict | tuple | None = None) -> Dataset
     from deepfit.config import DataConfig
 
     cfg = DataConfig() if cfg is None else cfg if isinstance(cfg, DataConfig) else DataConfig.model_validate(cfg)
-    if arrays is not None or cfg.source != "fashion_mnist":
+    if arrays is not None or cfg.source not in ("fashion_mnist", "directory"):
         return prepare(load_raw(cfg, arrays), cfg)
-    # Seeds of one experiment prepare the same bundled data again and again (0.9 s each on the
-    # notebook's 55,000 images): keep the last few in this process. The arrays are made
-    # read-only, so a caller that writes to them fails loudly instead of changing the next run's data.
-    key = cfg.model_dump_json()
+    # Seeds of one experiment prepare the same data again and again (0.9 s each on the notebook's
+    # 55,000 images): keep the last few in this process, keyed by what the data is (the bundled
+    # copy's checksums; a directory's files as they are now) and how it is prepared. One Dataset
+    # then serves every run of a group, so they train over one device copy in one program. The
+    # arrays are made read-only, so a caller that writes to them fails loudly instead of changing
+    # the next run's data.
+    if cfg.source == "directory":
+        fingerprint = directory_fingerprint(cfg.path)
+        if fingerprint is None:  # not a readable data directory: load_directory names the problem
+            return prepare(load_raw(cfg), cfg)
+        key = json.dumps([cfg.model_dump_json(), fingerprint])
+    else:
+        key = cfg.model_dump_json()
     if key not in _PREPARED:
-        _PREPARED[key] = _prepared_bundled(cfg, key)
+        _PREPARED[key] = _read_only(prepare(load_raw(cfg), cfg)) if cfg.source == "directory" \
+            else _prepared_bundled(cfg, key)
         while len(_PREPARED) > _KEEP_PREPARED:
             _PREPARED.popitem(last=False)
     _PREPARED.move_to_end(key)
     return _PREPARED[key]
 
 
-# Prepared bundled datasets kept per process (a few hundred MB each at full size).
+def _read_only(dataset: Dataset) -> Dataset:
+    for part in cache.PARTS:
+        a = getattr(dataset, part)
+        if a is not None:
+            a.setflags(write=False)
+    return dataset
+
+
+# Prepared datasets kept per process (a few hundred MB each at full size).
 _KEEP_PREPARED = 3
 _PREPARED: "OrderedDict[str, Dataset]" = OrderedDict()
 
@@ -167,11 +187,8 @@ def _prepared_bundled(cfg, config_json: str) -> Dataset:
     if stored is not None:
         arrays, info = stored
         return Dataset(**arrays, info=info)
-    dataset = prepare(load_raw(cfg), cfg)
+    dataset = _read_only(prepare(load_raw(cfg), cfg))
     parts = {p: getattr(dataset, p) for p in cache.PARTS}
-    for a in parts.values():
-        if a is not None:
-            a.setflags(write=False)
     if name:
         cache.store(name, parts, dataset.info)
     return dataset

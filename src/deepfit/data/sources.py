@@ -16,6 +16,7 @@ import numpy as np
 
 from deepfit.data.idx import read_idx, read_sums, verify
 from deepfit.errors import DataError
+from deepfit.io import file_mode
 
 # The official release's names, in the order the MD5s below are published.
 PARTS = ("train_images", "train_labels", "test_images", "test_labels")
@@ -89,6 +90,20 @@ def load_directory(path: str | Path, sums_file: str = "SHA256SUMS") -> RawData:
     )
 
 
+def directory_fingerprint(path: str | Path, sums_file: str = "SHA256SUMS") -> str | None:
+    """What a data directory holds now, cheaply: each IDX file's (and the checksum list's) path, size,
+    modification time and inode; None when the directory lacks its files (load_directory says why)."""
+    d = Path(path).expanduser()
+    try:
+        files = [_find(d, FILES[part]) for part in PARTS]
+        if (d / sums_file).is_file():
+            files.append(d / sums_file)
+        stats = [(str(f.resolve()), f.stat()) for f in files]
+    except (DataError, OSError):
+        return None
+    return repr([(name, st.st_size, st.st_mtime_ns, st.st_ino) for name, st in stats])
+
+
 def bundled_digest() -> str:
     """Names the bundled files exactly: the sha256 of their checksum list (checked on every load)."""
     import hashlib
@@ -142,6 +157,7 @@ def download(
                 ) as tmp:
                     shutil.copyfileobj(response, tmp)
                 verify(tmp.name, digest, "md5")
+                os.chmod(tmp.name, file_mode())  # NamedTemporaryFile's 0600 is no mode for a shared cache
                 os.replace(tmp.name, target)
                 break
             except (urllib.error.URLError, OSError, DataError) as e:

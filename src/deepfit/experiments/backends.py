@@ -7,13 +7,15 @@ run directory back to the runner, which moves it into place.
 
 Threads. Each concurrent run gets an explicit budget of ``threads`` cores (its
 "slot"): the worker pins all its threads to those cores (``sched_setaffinity``)
-and sets ``XLA_FLAGS`` (``--xla_cpu_multi_thread_eigen=false
-intra_op_parallelism_threads=1`` for one thread) and the BLAS/OpenMP variables
-before JAX starts, and records both in the run's ``worker.json``. Measured here
-(jax 0.10.2): the XLA flags alone do *not* keep XLA's CPU client on one core (a
-1500² matmul loop used 1.9 CPU-seconds per wall second with them); the
-affinity does (≤ 1.0). Pinning is skipped on a remote Ray cluster, where the
-driver cannot know the nodes' cores.
+before JAX creates its CPU client, sets the BLAS/OpenMP variables, and records
+both in the run's ``worker.json``. XLA has no flag for its thread count: its CPU
+client sizes its thread pool from the cores the process may use when it starts
+(the affinity: measured here, jax 0.10.2, one ``tf_XLAEigen`` thread per allowed
+core). For one thread, ``--xla_cpu_multi_thread_eigen=false`` also keeps Eigen's
+kernels single-threaded. The flags alone do *not* keep XLA on one core (a 1500²
+matmul loop used 1.9 CPU-seconds per wall second with them); the affinity does
+(≤ 1.0). Pinning is skipped on a remote Ray cluster, where the driver cannot know
+the nodes' cores.
 """
 
 from __future__ import annotations
@@ -40,19 +42,19 @@ POOL_THRESHOLD = 2e11
 
 
 def thread_env(threads: int) -> dict[str, str]:
-    """Environment that limits XLA's CPU client (and any BLAS) to ``threads`` threads.
+    """Environment for a worker of ``threads`` threads (with the affinity its slot gets: see the module).
 
-    ``--xla_cpu_multi_thread_eigen=false`` makes XLA's Eigen kernels single-threaded;
-    ``--xla_force_host_platform_device_count`` is left alone. Must be set before JAX
-    creates its CPU backend, i.e. in a fresh process.
+    XLA_FLAGS holds only flags XLA knows (it aborts the process on any other, and reads a word
+    without ``--`` as a file of flags): ``--xla_cpu_multi_thread_eigen=false`` for one thread, none
+    for more (the affinity sizes XLA's pool); the user's other flags
+    (``--xla_force_host_platform_device_count``, ...) are kept. Must be set before JAX creates its
+    CPU backend, i.e. in a fresh process.
     """
     flags = os.environ.get("XLA_FLAGS", "")
     flags = " ".join(f for f in flags.split() if not f.startswith(("--xla_cpu_multi_thread_eigen",
                                                                   "intra_op_parallelism_threads")))
     if threads == 1:
-        flags = (flags + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1").strip()
-    else:
-        flags = (flags + f" intra_op_parallelism_threads={threads}").strip()
+        flags = (flags + " --xla_cpu_multi_thread_eigen=false").strip()
     t = str(threads)
     return {"XLA_FLAGS": flags, "OMP_NUM_THREADS": t, "OPENBLAS_NUM_THREADS": t, "MKL_NUM_THREADS": t,
             "DEEPFIT_THREADS": t, "KERAS_BACKEND": os.environ.get("KERAS_BACKEND", "jax")}
@@ -100,8 +102,10 @@ class LocalBackend(Backend):
 
 
 def group_key(task: Task) -> str:
-    """Runs whose configs differ only in the seeds share one compiled program, so they train as a group."""
+    """Runs whose configs differ only in the seeds (and the initial weights' values, one file a seed)
+    share one compiled program, so they train as a group."""
     tree = {k: v for k, v in task.config.items() if k not in ("seed", "order_seed", "dropout_seed", "name")}
+    tree["model"] = {k: v for k, v in (tree.get("model") or {}).items() if k != "initial_weights"}
     return json.dumps(tree, sort_keys=True, default=repr)
 
 
@@ -269,7 +273,7 @@ def ray_execute(task: Task, cpus: list[int] | None) -> tuple[dict[str, Any], dic
     tmp = tempfile.mkdtemp(prefix="deepfit-ray-")
     try:
         out = Path(tmp) / "run"
-        run = train(task.config, out=out)
+        run = train(task.config, out=out, resume=True)  # as every backend: a full disk then says "the same command"
         files = {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
         return run.final, worker_info(), files
     finally:

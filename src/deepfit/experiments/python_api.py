@@ -10,8 +10,18 @@ network (Keras's architecture JSON and its compile arguments, as ``deepfit.train
 model=...)`` records a model): every run is then a plain config, trained from its seed on
 any backend, resumable, reported like any experiment. So no Python function has to
 travel to a worker process, and a script needs no ``if __name__ == "__main__":`` guard.
-What a worker cannot rebuild (a custom layer defined in the notebook) trains in this
-process; asking for another backend then says so in one line.
+
+Weights are recorded when the config alone would not give them: each seed's model is
+compared, bit for bit, with what its architecture gets from that seed (what a run would
+start from); if any differs (pretrained or transferred layers, weights drawn without the
+seed), every seed's weights are written to ``weights/VARIANT/seed-S.safetensors`` (with
+their ``SHA256SUMS``) and the runs start from them (``model.initial_weights``), on every
+backend; one line says so. A seeded function costs nothing on disk and stays a plain config.
+
+A custom layer defined in the notebook and not registered with Keras is registered for
+the user under its module's name (``__main__>MyLayer``: the class is already in this
+process, nothing is imported), said in one line; such runs train in this process, since a
+worker cannot import the class, and asking for another backend says so in one line.
 
 The arrays are written once into the experiment directory as IDX files (with their
 sha256), which every run reads as ``data.source = "directory"``.
@@ -28,6 +38,7 @@ import keras
 import numpy as np
 
 from deepfit.errors import ConfigError, DataError
+from deepfit.experiments.spec import NAME
 
 # IDX type codes (see deepfit.data.idx): what the arrays are written as.
 _IDX = {np.dtype("uint8"): 0x08, np.dtype("int8"): 0x09, np.dtype("int16"): 0x0B, np.dtype("int32"): 0x0C,
@@ -87,25 +98,16 @@ def _split_data(data: Any) -> tuple[tuple, tuple | None]:
 
 def _foreign_classes(architecture: str) -> list[str]:
     """Registered names of classes outside Keras and deepfit (a worker process cannot import them)."""
-    found: list[str] = []
+    from deepfit.keras_model import foreign_classes
 
-    def walk(node):
-        if isinstance(node, dict):
-            module = node.get("module")
-            if isinstance(module, str) and not (module == "keras" or module.startswith(("keras.", "deepfit."))):
-                found.append(node.get("registered_name") or node.get("class_name"))
-            for v in node.values():
-                walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
-
-    walk(json.loads(architecture))
-    return found
+    return [name for _, name in foreign_classes(json.loads(architecture))]
 
 
-def _record(fn: Callable[[int], keras.Model], seed: int, input_shape: list[int], name: str) -> dict[str, Any]:
-    from deepfit.keras_model import architecture_json, compile_overrides
+def _record(fn: Callable[[int], keras.Model], seed: int, input_shape: list[int], name: str,
+            log: Callable[[str], None]) -> tuple[dict[str, Any], dict[str, np.ndarray], keras.Model]:
+    """What the function builds for ``seed``: the config overrides that say it, its weights (``model.weights``
+    by position, as safetensors holds them: see deepfit.serialize) and the model."""
+    from deepfit.keras_model import architecture_json, compile_overrides, register_local_classes
 
     model = fn(seed)
     if not isinstance(model, keras.Model):
@@ -116,11 +118,31 @@ def _record(fn: Callable[[int], keras.Model], seed: int, input_shape: list[int],
                           f"model.compile(optimizer=..., loss=..., metrics=[...]) and return the model")
     if not model.built:
         model.build((None, *input_shape))
+    for registered in register_local_classes(model):
+        log(f"variant {name!r}: registered {registered.split('>')[-1]} with Keras as {registered!r} so its runs "
+            f"can rebuild it; they train in this process")
     try:
-        return {"model.architecture": architecture_json(model), "model.layers": [],
-                "model.input_shape": [int(d) for d in model.input_shape[1:]], **compile_overrides(model)}
+        overrides = {"model.architecture": architecture_json(model), "model.layers": [],
+                     "model.input_shape": [int(d) for d in model.input_shape[1:]], **compile_overrides(model)}
     except ConfigError as e:
         raise ConfigError(f"variant {name!r}: {e}") from None
+    weights = {f"{i:04d}/{w.path}": np.ascontiguousarray(np.asarray(w.value)) for i, w in enumerate(model.weights)}
+    return overrides, weights, model
+
+
+def _write_initial_weights(directory: Path, weights: dict[int, dict[str, np.ndarray]]) -> None:
+    """Each seed's weights as ``seed-S.safetensors``, and their ``SHA256SUMS`` (checked when a run loads one)."""
+    from safetensors.numpy import save
+
+    from deepfit.io import file_digest, write_atomic
+
+    directory.mkdir(parents=True, exist_ok=True)
+    sums = []
+    for seed, arrays in weights.items():
+        path = directory / f"seed-{seed}.safetensors"
+        write_atomic(path, save(arrays, metadata={"format": "deepfit-keras-weights"}))
+        sums.append(f"{file_digest(path)}  {path.name}")
+    write_atomic(directory / "SHA256SUMS", "\n".join(sums) + "\n")
 
 
 def python_experiment(
@@ -139,12 +161,16 @@ def python_experiment(
     reference: str | None = None,
     metric: str = "val_accuracy",
     backend: str = "auto",
+    log: Callable[[str], None] | None = None,
 ) -> tuple[dict[str, Any], Path, str]:
     """The experiment (a plain tree), its directory and the backend for ``compare``'s Python form (see
     the module docstring); the arrays are written into the directory's ``data/``. ``base`` is a config dict the variants start from (its data and
     training sections apply to all); a dict variant is a config tree merged over it. Validation: the last
     ``validation_split`` of the training arrays (as Keras), or the first ``validation_size``; default 0.1."""
     from deepfit.config import load_config
+    from deepfit.keras_model import same_as_fresh
+
+    log = log or (lambda line: None)
 
     if not isinstance(variants, Mapping) or not variants:
         raise ConfigError("variants must be a dict of name -> function(seed) returning a compiled Keras model "
@@ -166,15 +192,31 @@ def python_experiment(
     }
     for section, values in (base or {}).items():
         tree[section] = {**tree.get(section, {}), **values} if isinstance(values, Mapping) else values
-    exp_variants, local_only = [], []
+    exp_variants, local_only, initial = [], [], {}
     for vname, spec in variants.items():
         if callable(spec):
-            records = [_record(spec, s, input_shape, vname) for s in seed_list]
+            if not isinstance(vname, str) or not NAME.match(vname):
+                raise ConfigError(f"variant name {vname!r} must be 1-64 letters, digits, '_', '-', '.', '+' "
+                                  f"(it names a directory)")
+            records, weights, fresh = [], {}, True
+            for s in seed_list:
+                record, weights[s], model = _record(spec, s, input_shape, vname, log)
+                records.append(record)
+                # Weights the seed alone does not give (pretrained, transferred, or drawn without the
+                # seed) are recorded, so every backend trains from them; otherwise the config says it all.
+                fresh = fresh and same_as_fresh(model, record["model.architecture"], s)
             if any(r != records[0] for r in records[1:]):
                 raise ConfigError(f"variant {vname!r}: the function builds a different network (or compiles it "
                                   f"differently) for different seeds; a variant is one network, its seeds "
                                   f"differ only in initial weights and data order")
             overrides = records[0]
+            if not fresh:
+                initial[vname] = weights
+                overrides["model.initial_weights"] = str((out_dir / "weights" / vname).resolve() /
+                                                         "seed-{seed}.safetensors")
+                log(f"variant {vname!r}: the function's initial weights are not the seed's fresh initialization "
+                    f"(pretrained or transferred layers?): recorded in {out_dir / 'weights' / vname}, every run "
+                    f"starts from them")
             foreign = _foreign_classes(overrides["model.architecture"])
             if foreign:
                 local_only.append((vname, foreign[0]))
@@ -193,6 +235,8 @@ def python_experiment(
         backend = "local"
     load_config(tree)  # the base alone must be a valid config (a typo fails here, before data is written)
     write_arrays(out_dir / "data", train, test)
+    for vname, weights in initial.items():
+        _write_initial_weights(out_dir / "weights" / vname, weights)
     experiment = {"name": name, "base": tree, "seeds": seed_list, "metric": metric,
                   "reference": reference or next(iter(variants)), "variants": exp_variants}
     return experiment, out_dir, backend

@@ -52,7 +52,7 @@ class Claims:
         self.held: dict[str, int] = {}
 
     def acquire(self, key: str, block: bool) -> bool:
-        fd = os.open(self.dir / f"{key}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.dir / f"{key}.lock", os.O_RDWR | os.O_CREAT, 0o666)  # less the umask, as open()
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if block else fcntl.LOCK_NB))
         except BlockingIOError:
@@ -288,7 +288,7 @@ def compare(
     """
     if is_python_experiment(experiment, data):
         experiment, out, backend = python_experiment(experiment, data=data, seeds=5 if seeds is None else seeds,
-                                                     out=out, backend=backend, **options)
+                                                     out=out, backend=backend, log=log, **options)
         seeds = None
     elif options:
         raise ConfigError(f"compare: {', '.join(options)} apply to variants given from Python with data=...; "

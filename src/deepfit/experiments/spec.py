@@ -118,6 +118,26 @@ class Experiment:
                 self.config(v, self.seeds[0])
             except ConfigError as e:
                 raise ConfigError(f"experiment {self.name!r}, variant {v.name!r}{_culprit(self, v)}: {e}") from None
+        self._check_shared_outputs()
+
+    def _check_shared_outputs(self) -> None:
+        """A callback's absolute path (a relative one lands in each run's directory) written by several runs
+        would hold whichever run wrote last: refused."""
+        from deepfit.train.callbacks.registry import paths_of
+
+        writers: dict[str, list[str]] = {}
+        for v, seed in self.runs():
+            for spec in self.config(v, seed).training.callbacks:
+                for arg, path in paths_of(spec).items():
+                    if Path(path).is_absolute():
+                        name = spec if isinstance(spec, str) else spec.get("name")
+                        writers.setdefault(path, []).append(f"{v.name} seed {seed} ({name}.{arg})")
+        for path, runs in writers.items():
+            if len(runs) > 1:
+                raise ConfigError(
+                    f"experiment {self.name!r}: {len(runs)} runs would write the same {path!r} "
+                    f"({', '.join(runs[:3])}{', ...' if len(runs) > 3 else ''}): give the callback a relative "
+                    f"path, which each run places in its own directory")
 
     def seeds_spec(self) -> list[int] | dict[str, list[int]]:
         """The seeds as an experiment file writes them."""

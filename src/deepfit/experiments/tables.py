@@ -86,7 +86,7 @@ def write_tables(exp_dir: str | Path, exp: Experiment) -> ExperimentResult:
     exp_dir = Path(exp_dir)
     result = collect(exp_dir, exp)
     (exp_dir / LOCKS).mkdir(parents=True, exist_ok=True)
-    fd = os.open(exp_dir / LOCKS / "tables.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(exp_dir / LOCKS / "tables.lock", os.O_RDWR | os.O_CREAT, 0o666)  # less the umask, as open()
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         for name, df in (("results", result.results), ("finals", result.finals)):

@@ -181,7 +181,10 @@ def serve(requests: IO[bytes], replies: IO[str]) -> None:
 
 
 def main() -> None:
+    from deepfit.train import compile_cache
+
     _die_with_driver()
+    compile_cache.use()  # a worker is deepfit's own process: its runs share compiled programs on disk
     # Answers go to the original stdout; anything else printed (by us or a library) goes to stderr.
     replies = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)

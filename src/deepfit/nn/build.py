@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import keras
 import numpy as np
+from keras.src.backend.common.stateless_scope import in_stateless_scope
 
 from deepfit.config import ModelConfig
 from deepfit.nn.specs import expand, make_layer
@@ -25,7 +28,36 @@ def build_model(model_cfg, seed: int | None = None) -> keras.Sequential:
     if cfg.architecture is not None:
         from deepfit.keras_model import build_architecture
 
-        return build_architecture(cfg.architecture, seed)
+        model = build_architecture(cfg.architecture, seed)
+    else:
+        model = _build_layers(cfg, seed)
+    if cfg.initial_weights is not None and not in_stateless_scope():  # a sizing pass has no values to set
+        load_initial_weights(model, cfg.initial_weights)
+    return model
+
+
+def load_initial_weights(model: keras.Model, path: str) -> None:
+    """``model.initial_weights``: the weights file, checked against a ``SHA256SUMS`` beside it when there is one."""
+    from deepfit.data.idx import read_sums
+    from deepfit.errors import CheckpointError, ConfigError
+    from deepfit.io import file_digest
+    from deepfit.serialize import load_weights
+
+    p = Path(path).expanduser()
+    sums = p.parent / "SHA256SUMS"
+    try:
+        listed = read_sums(sums) if sums.is_file() else {}
+        if p.name in listed and file_digest(p) != listed[p.name]:
+            raise ConfigError(f"model.initial_weights {str(p)!r}: sha256 does not match {sums}; the file "
+                              f"was changed or corrupted")
+        load_weights(model, p)
+    except CheckpointError as e:
+        raise ConfigError(f"model.initial_weights: {e}") from None
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"model.initial_weights {str(p)!r} cannot be read: {e}") from None
+
+
+def _build_layers(cfg: ModelConfig, seed: int | None) -> keras.Sequential:
     if seed is not None:
         keras.utils.set_random_seed(seed)
     layers, counts = [], {}

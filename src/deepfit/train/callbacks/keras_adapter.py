@@ -88,14 +88,19 @@ def needs_every_batch(callback: keras.callbacks.Callback) -> bool:
 NEEDS_PYTHON = ("LambdaCallback", "LearningRateScheduler", "Callback", "CallbackList", "History")
 
 
-def keras_callback(name: str, kwargs: dict[str, Any]) -> keras.callbacks.Callback | None:
-    """A Keras callback named in a config (``ModelCheckpoint`` or ``model_checkpoint``, Keras's arguments);
-    None when Keras has no callback of that name."""
+def keras_callback_class(name: str) -> type | None:
+    """Keras's callback class of that name (``ModelCheckpoint`` or ``model_checkpoint``), or None."""
     from keras.src.utils.naming import to_snake_case
 
     wanted = name.replace("-", "_").lower()
-    cls = next((getattr(keras.callbacks, n) for n in dir(keras.callbacks)
-                if isinstance(getattr(keras.callbacks, n), type) and wanted in (n.lower(), to_snake_case(n))), None)
+    return next((getattr(keras.callbacks, n) for n in dir(keras.callbacks)
+                 if isinstance(getattr(keras.callbacks, n), type) and wanted in (n.lower(), to_snake_case(n))), None)
+
+
+def keras_callback(name: str, kwargs: dict[str, Any]) -> keras.callbacks.Callback | None:
+    """A Keras callback named in a config (``ModelCheckpoint`` or ``model_checkpoint``, Keras's arguments);
+    None when Keras has no callback of that name."""
+    cls = keras_callback_class(name)
     if cls is None:
         return None
     if cls.__name__ in REFUSED:
