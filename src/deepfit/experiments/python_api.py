@@ -139,6 +139,8 @@ def python_experiment(
     reference: str | None = None,
     metric: str = "val_accuracy",
     backend: str = "auto",
+    equivalence: float | None = None,
+    direction: str | None = None,
 ) -> tuple[dict[str, Any], Path, str]:
     """The experiment (a plain tree), its directory and the backend for ``compare``'s Python form (see
     the module docstring); the arrays are written into the directory's ``data/``. ``base`` is a config dict the variants start from (its data and
@@ -194,7 +196,9 @@ def python_experiment(
     load_config(tree)  # the base alone must be a valid config (a typo fails here, before data is written)
     write_arrays(out_dir / "data", train, test)
     experiment = {"name": name, "base": tree, "seeds": seed_list, "metric": metric,
-                  "reference": reference or next(iter(variants)), "variants": exp_variants}
+                  "reference": reference or next(iter(variants)), "variants": exp_variants,
+                  **({"equivalence": equivalence} if equivalence is not None else {}),
+                  **({"direction": direction} if direction is not None else {})}
     return experiment, out_dir, backend
 
 
