@@ -221,45 +221,6 @@ def test_seeds_needed_matches_statsmodels():
         assert seeds_needed(dz, alpha=alpha) == math.ceil(n)
 
 
-def test_i20_04_direction_and_bounds_are_read_from_the_run_records_not_the_name():
-    # The records a run writes for a model compiled with MAE and a cosine-similarity loss (Objective.columns()).
-    import keras
-
-    from deepfit.train.objective import Objective
-
-    model = keras.Sequential([keras.layers.Input((4,)), keras.layers.Dense(3, activation="softmax")])
-    records = Objective.for_model({"name": "cosine_similarity"}, ["mae", "accuracy"], model).columns()
-    columns = merge_columns([records])
-    assert columns["val_mae"].direction == "min" and columns["val_mae"].limits == (0.0, math.inf)
-    assert columns["val_accuracy"].limits == (0.0, 1.0) and columns["loss"].limits == (-math.inf, math.inf)
-    # A variant 0.10 worse in MAE on every seed (higher): "worse", never "better" from a name rule.
-    rng = np.random.default_rng(1)
-    ref = list(0.30 + rng.normal(0, 0.01, 6))
-    worse = [x + 0.10 + e for x, e in zip(ref, rng.normal(0, 0.004, 6))]
-    finals = pd.DataFrame({"variant": ["r"] * 6 + ["v"] * 6, "seed": list(range(6)) * 2, "val_mae": ref + worse,
-                           "loss": [-0.9, -0.88, -0.86, -0.91, -0.87, -0.89] * 2})
-    c = compare_to_reference(finals, "val_mae", "r", column=columns["val_mae"])
-    assert c.loc[0, "verdict"] == "worse" and c.loc[0, "mean_diff"] > 0.09
-    # A negative loss (cosine similarity) is not clipped at 0: its interval holds its mean.
-    d = describe(finals, "loss", column=columns["loss"]).iloc[0]
-    assert d["ci_low"] < d["mean"] < d["ci_high"] < 0 and not d["clipped"]
-
-
-def test_i20_13_one_rule_below_three_seeds_stated_once():
-    # Two seeds: no interval for the means, no test, no interval for the difference, no verdict, and one note.
-    finals = pd.DataFrame({"variant": ["r", "r", "s", "s"], "seed": [0, 1, 0, 1],
-                           "val_accuracy": [0.80, 0.81, 0.85, 0.87]})
-    d = describe(finals, "val_accuracy", column=ACCURACY)
-    assert d["ci_low"].isna().all() and (d["note"] == FEW_SEEDS_NOTE).all()
-    c = compare_to_reference(finals, "val_accuracy", "r", column=ACCURACY).iloc[0]
-    assert math.isnan(c["ci_low"]) and math.isnan(c["p_value"]) and math.isnan(c["p_holm"])
-    assert c["verdict"] == f"undecided at 2 seeds ({FEW_SEEDS_NOTE})"
-    three = compare_to_reference(pd.concat([finals, pd.DataFrame({"variant": ["r", "s"], "seed": [2, 2],
-                                                                   "val_accuracy": [0.805, 0.86]})]),
-                                 "val_accuracy", "r", column=ACCURACY).iloc[0]
-    assert three["n"] == 3 and math.isfinite(three["ci_low"]) and math.isfinite(three["p_value"])
-
-
 def test_images_interval_is_the_crossed_seeds_by_images_formula_and_covers():
     from deepfit.experiments.variance import mean_squares
 

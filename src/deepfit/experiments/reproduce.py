@@ -76,11 +76,12 @@ DEMO_IDS = ("batch_norm", "plain_relu", "l2", "l2_free", "max_norm", "max_norm_f
             "table_11_2_rmsprop")
 DEMO_CLAIMS = ("batch_norm", "l2_costs", "max_norm_costs", "adagrad_stops_early")
 DEMO = dataclasses.replace(
-    FULL, name="demo", ids=DEMO_IDS, claims=DEMO_CLAIMS, rate_grid=(1e-3, 1e-2, 1e-1), tuning_epochs=1,
+    FULL, name="demo", ids=DEMO_IDS, claims=DEMO_CLAIMS, rate_grid=(1e-3, 1e-2, 1e-1),
     label="Demo: the notebook's protocol (55,000 training images, validation = the first 5,000, its epochs and "
           "batch sizes) for four claims of the chapter, judged together: batch norm, l2 and max-norm (notebook "
           "cells) and Table 11-2's 'AdaGrad stops too early' (AdaGrad against RMSprop, each at the rate the "
-          "tables' rule picks, here from the grid 1e-3, 1e-2, 1e-1 after one tuning epoch). Seeds until "
+          "tables' rule picks, here from the decades 1e-3, 1e-2, 1e-1 of its grid, which hold both rates the "
+          "full grid picks). Seeds until "
           "decided: each claim from 3 seeds, one more round while it is open, up to 20. `deepfit reproduce "
           "--full` runs the whole chapter.")
 MODES = {"quick": QUICK, "demo": DEMO, "full": FULL}

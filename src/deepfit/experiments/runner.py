@@ -202,8 +202,9 @@ class Runner:
             fsync_dir(target.parent)
             self.trained.append((task.variant, task.seed))
             last = outcome.final.get("last", {})
-            metric = self.exp.metric
-            shown = f"{metric} {last[metric]:.4f}" if isinstance(last.get(metric), float) else outcome.final["status"]
+            # A measure computed from the curve (Table 11-2's best accuracy) is not in the last epoch's logs.
+            metric = next((m for m in (self.exp.metric, "val_accuracy") if isinstance(last.get(m), float)), None)
+            shown = f"{metric} {last[metric]:.4f}" if metric else outcome.final["status"]
             wanted = self.exp.runs()
             done = sum(is_finished(run_dir(self.out, v.name, s)) for v, s in wanted)
             self.log(f"[{done}/{len(wanted)}] {task.variant} seed {task.seed}: {shown} "

@@ -91,6 +91,10 @@ def claim_rows(verdicts) -> list[list[str]]:
     return rows
 
 
+def notebook_claims_shown(result) -> bool:
+    return any(not (_in_table(v.claim.better) or _in_table(v.claim.worse)) for v in result.verdicts)
+
+
 def family_note(verdicts) -> str:
     m = max((v.paired.family for v in verdicts), default=0)
     if not m:
@@ -168,7 +172,9 @@ def chapter_tables_section(result) -> ReportContent | None:
     if verdicts:
         sec.tables.append(Table(
             f"The chapter's tables, checked (difference = first − second, paired on seeds){label}",
-            CLAIM_HEADER, claim_rows(verdicts), VERDICT_NOTE + family_note(result.verdicts) + rounds_note(result)))
+            CLAIM_HEADER, claim_rows(verdicts),
+            ("Read as the notebook's claims above (docs/verdicts.md)." if notebook_claims_shown(result)
+             else VERDICT_NOTE) + family_note(result.verdicts) + rounds_note(result)))
     for table, title in TABLES.items():
         ids = [i for i in result.summary["id"] if _in_table(i) and entry(i).table == table]
         if table == "table_11_3_11_4" and "leaky_relu" in set(result.summary["id"]):
