@@ -9,7 +9,7 @@ from scipy import stats
 
 from deepfit.experiments.sequential import critical_t, judge_sequence
 from deepfit.experiments.stats import (FEW_SEEDS_NOTE, Column, adjust, compare_to_reference, curves, describe, holm,
-                                     images_interval, merge_columns, paired_t_power, paired_test, seeds_needed,
+                                     images_interval, paired_t_power, paired_test, seeds_needed,
                                      seeds_needed_text, superiority, t_interval)
 
 ACCURACY = Column("val_accuracy", "max", 0.0, 1.0)
@@ -268,3 +268,14 @@ def test_superiority_is_the_mann_whitney_probability_with_a_seed_bootstrap():
     assert superiority(a, b) == (p, lo, hi)  # seeded: the same interval every time
     assert superiority(b + 1, b)[0] == 1.0 and superiority(b, b)[0] == 0.5
     assert all(math.isnan(x) for x in superiority(a[:2], b[:2]))  # below 3 seeds: none
+
+
+def test_a_difference_of_bounded_values_keeps_its_intervals_inside_what_is_possible():
+    # Three noisy seeds of two accuracies: the anytime interval at n = 3 is wide, but a difference of two
+    # values in [0, 1] lies in [-1, 1].
+    a, b = [0.9, 0.1, 0.8], [0.1, 0.9, 0.2]
+    wide = paired_test(a, b, direction="max")
+    assert wide.cs_low < -1 and wide.cs_high > 1
+    p = paired_test(a, b, direction="max", span=ACCURACY.span)
+    assert (p.cs_low, p.cs_high) == (-1.0, 1.0) and p.ci_low >= -1 and p.ci_high <= 1
+    assert LOSS.span == math.inf and adjust([p])[0].cs_high == 1.0

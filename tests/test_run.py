@@ -46,6 +46,10 @@ def test_a_run_records_what_its_columns_are_and_which_images_it_got_right(tmp_pa
     assert test.mean() == pytest.approx(final["test_accuracy"], abs=1e-6)
     assert "correctness.npz" in json.loads((tmp_path / "run" / "manifest.json").read_text())
     df.load_run(tmp_path / "run")  # the manifest covers it, and checks it
+    # A run recorded before runs kept "columns": the same answer, from its config's loss and metric objects.
+    from deepfit.run import columns_of_config
+
+    assert columns_of_config(run.config) == final["columns"]
 
 
 def test_a_flipped_byte_in_the_weights_is_caught(tmp_path, tiny_arrays):

@@ -557,6 +557,23 @@ def read_correctness(run_dir: str | Path, split: str = "val") -> np.ndarray | No
         return np.unpackbits(f[split], count=int(f[f"{split}_count"][0])).astype(bool)
 
 
+def columns_of_config(cfg: Config) -> dict[str, Any]:
+    """What a config's logged values are (``final.json`` "columns"), from its loss and metric objects, for a
+    run recorded before runs kept it; {} when its model cannot be built here (e.g. a missing ``from_run``)."""
+    from deepfit.train.objective import Objective
+
+    try:
+        model = build_checked(cfg)
+        objective = Objective.for_model(cfg.training.loss, cfg.training.metrics, model)
+    except (ConfigError, CheckpointError, DataError, OSError, ValueError):
+        return {}
+    columns = objective.columns()
+    for name in ("loss", "accuracy"):
+        if name in columns:
+            columns[f"test_{name}"] = columns[name]
+    return columns
+
+
 def final_record(trainer: Trainer, dataset: Dataset, seconds: float) -> dict[str, Any]:
     nan = next((c for c in trainer.callbacks if isinstance(c, TerminateOnNaN)), None)
     status = "diverged" if nan is not None and nan.report else ("stopped" if trainer.stop_reason else "completed")

@@ -11,7 +11,6 @@ claims need ("batch norm beats the plain network" needs the plain network).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -218,7 +217,7 @@ def judge(claim: Claim, better: dict[int, float], worse: dict[int, float], colum
     b = np.array([worse[s] for s in seeds], np.float64)
     delta = claim.equivalence if claim.equivalence is not None else column.margin
     p = paired_test(a, b, metric=claim.metric, variant=claim.better, reference=claim.worse,
-                    confidence=1 - alpha, direction=column.direction, delta=delta, family=family)
+                    confidence=1 - alpha, direction=column.direction, delta=delta, family=family, span=column.span)
     return Verdict(claim, p, _verdict_text(claim, p, column), seeds)
 
 

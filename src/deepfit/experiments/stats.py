@@ -66,8 +66,7 @@ from scipy import stats as sps
 
 from deepfit.experiments.variance import crossed_mean, grid
 
-from deepfit.experiments import sequential
-from deepfit.experiments.sequential import MIN_SEEDS, Sequential, judge_sequence
+from deepfit.experiments.sequential import MIN_SEEDS, judge_sequence
 
 Test = Literal["t", "wilcoxon"]
 TESTS = ("t", "wilcoxon")
@@ -101,6 +100,11 @@ class Column:
     @property
     def limits(self) -> tuple[float, float]:
         return self.low, self.high
+
+    @property
+    def span(self) -> float:
+        """The largest possible difference of two values (inf unless both bounds are known)."""
+        return self.high - self.low
 
     @property
     def margin(self) -> float | None:
@@ -321,6 +325,7 @@ class Paired:
     p_superior_low: float = math.nan
     p_superior_high: float = math.nan
     crossed: bool = False  # a crossed grid, judged at its fixed size
+    span: float = math.inf  # the largest possible |difference| (high − low of a bounded metric): intervals stay inside
     pairs: tuple[tuple[float, float], ...] = field(default=(), repr=False)  # (variant, reference) per shared seed
 
     @property
@@ -353,7 +358,7 @@ def _margin(delta: float | None) -> float:
 def paired_test(variant_values: Sequence[float], reference_values: Sequence[float], *, metric: str = "val_accuracy",
                 variant: str = "variant", reference: str = "reference", test: Test = DEFAULT_TEST,
                 confidence: float = 0.95, direction: str | None = None, delta: float | None = None,
-                family: int = 1) -> Paired:
+                family: int = 1, span: float = math.inf) -> Paired:
     """Paired comparison of two equal-length sequences (same seeds, in seed order); see the module doc.
 
     The verdict is the sequential rule's over a family of ``family`` comparisons; the
@@ -371,16 +376,17 @@ def paired_test(variant_values: Sequence[float], reference_values: Sequence[floa
     d, av, bv = (a[keep] - b[keep])[:n], a[keep][:n], b[keep][:n]
     alpha = 1 - confidence
     mean = float(d.mean()) if n else math.nan
-    common = dict(decision=seq.decision, cs_low=seq.cs_low, cs_high=seq.cs_high, p_anytime=seq.p_anytime,
-                  delta=_margin(delta), direction=direction, available=seq.available,
-                  pairs=tuple(zip(a.tolist(), b.tolist())), family=family)
+    # A difference of two values in [low, high] lies in [low − high, high − low]: no interval reaches past it.
+    common = dict(decision=seq.decision, cs_low=max(seq.cs_low, -span), cs_high=min(seq.cs_high, span),
+                  p_anytime=seq.p_anytime, delta=_margin(delta), direction=direction, available=seq.available,
+                  pairs=tuple(zip(a.tolist(), b.tolist())), family=family, span=span)
     if n < MIN_SEEDS_FOR_INTERVAL:
         return Paired(variant, reference, metric, n, mean, float(d.std(ddof=1)) if n > 1 else math.nan, math.nan,
                       math.nan, math.nan, math.nan, "none", math.nan,
                       verdict_text("open", n, direction), math.nan, math.nan, **common)
     sd = float(d.std(ddof=1))
     tcrit = float(sps.t.ppf(1 - alpha / 2, n - 1))
-    ci = (mean - tcrit * sd / math.sqrt(n), mean + tcrit * sd / math.sqrt(n))
+    ci = (max(mean - tcrit * sd / math.sqrt(n), -span), min(mean + tcrit * sd / math.sqrt(n), span))
     test, stat, p, effect, sd = fixed_n_test(av, bv, test)
     prob, lo, hi = superiority(av, bv)
     return Paired(variant, reference, metric, n, mean, sd, ci[0], ci[1], float(stat), p, test, float(effect),
@@ -493,7 +499,7 @@ def adjust(comparisons: Sequence[Paired], confidence: float = 0.95, family: int 
             a, b = (list(x) for x in zip(*c.pairs)) if c.pairs else ([], [])
             out.append(paired_test(a, b, metric=c.metric, variant=c.variant, reference=c.reference,
                                    test=c.test if c.test in TESTS else DEFAULT_TEST, confidence=confidence,
-                                   direction=c.direction, delta=delta, family=m))
+                                   direction=c.direction, delta=delta, family=m, span=c.span))
             continue
         lo, hi, decision = c.cs_low, c.cs_high, c.decision
         if math.isfinite(c.se) and c.se > 0:
@@ -583,7 +589,7 @@ def compare_to_reference(finals: pd.DataFrame, metric: str, reference: str, test
         seeds_of[str(variant)] = shared
         out.append(paired_test(other.loc[shared].to_numpy(), ref.loc[shared].to_numpy(), metric=metric,
                                variant=str(variant), reference=reference, test=test, confidence=confidence,
-                               direction=column.direction, delta=delta))
+                               direction=column.direction, delta=delta, span=column.span))
     judged = adjust(out, confidence)
     if images is not None and metric in IMAGE_SPLITS:
         judged = [_with_images(c, images, seeds_of.get(c.variant), confidence) for c in judged]

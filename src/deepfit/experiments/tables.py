@@ -109,6 +109,7 @@ def final_value(run: Path, metric: str) -> float:
 
 def collect(exp_dir: Path, exp: Experiment) -> ExperimentResult:
     rows, finals, missing, records = [], [], [], []
+    older: dict[str, dict] = {}
     for v, s in sorted(exp.runs(), key=lambda r: ([x.name for x in exp.variants].index(r[0].name), r[1])):
         d = run_dir(exp_dir, v.name, s)
         if not is_finished(d):
@@ -123,7 +124,17 @@ def collect(exp_dir: Path, exp: Experiment) -> ExperimentResult:
         metrics["init_seed"], metrics["order_seed"] = init, order  # last: (variant, seed, epoch) lead the table
         rows.append(metrics)
         final = read_json(d / "final.json", "final record")
-        records.append(final.get("columns", {}))
+        if "columns" in final:
+            records.append(final["columns"])
+        elif v.name not in older:  # recorded before runs kept them: ask the config's loss and metric objects
+            from deepfit.config import load_config
+            from deepfit.run import columns_of_config
+
+            try:
+                older[v.name] = columns_of_config(load_config(d / "config.toml"))
+            except (ConfigError, OSError):
+                older[v.name] = {}
+            records.append(older[v.name])
         worker = read_json(d / "worker.json", "worker record") if (d / "worker.json").is_file() else {}
         record: dict[str, Any] = {"variant": v.name, "seed": label, "init_seed": init, "order_seed": order,
                                   "status": final.get("status"), "epochs_run": final.get("epochs_run")}
