@@ -48,8 +48,15 @@ def write_experiment(directory: Path, experiment: str = EXPERIMENT, base: str = 
     return path
 
 
+# What a run of a softmax classifier compiled with sparse crossentropy and "accuracy" records about its columns
+# (Objective.columns(): directions and ranges from the Keras loss and metric objects).
+COLUMNS = {name: {"direction": way, "range": rng, **({"kind": "crossentropy"} if "loss" in name else {})}
+           for name, way, rng in (("loss", "min", [0.0, None]), ("val_loss", "min", [0.0, None]),
+                                  ("accuracy", "max", [0.0, 1.0]), ("val_accuracy", "max", [0.0, 1.0]))}
+
+
 def fake_experiment_dir(directory: Path, finals: dict[str, list[float]], curves: dict[str, list[list[float]]],
-                        reference: str, seeds_spec=None) -> Path:
+                        reference: str, seeds_spec=None, columns: dict | None = COLUMNS) -> Path:
     """An experiment directory written by hand (no training): hand-made numbers for report tests.
 
     ``finals[variant][k]`` is the last val_accuracy of the k-th seed (or crossed cell, init-major, when
@@ -80,6 +87,7 @@ def fake_experiment_dir(directory: Path, finals: dict[str, list[float]], curves:
             status = "diverged" if acc != acc else "completed"
             (d / "final.json").write_text(json.dumps({"status": status, "stop_reason": None,
                                                       "epochs_run": len(curves[v][k]), "seconds": 1.0,
-                                                      "last": {} if status == "diverged" else last}))
+                                                      "last": {} if status == "diverged" else last,
+                                                      **({"columns": columns} if columns else {})}))
             (d / "manifest.json").write_text("{}")
     return directory

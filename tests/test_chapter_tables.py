@@ -72,8 +72,8 @@ def test_verdict_sets_measured_stars_beside_the_books():
 
 
 def test_optimizer_table_puts_it_together():
-    # Six seeds: every seed's speed differs by exactly the same 2 epochs, which only the exact sign test
-    # can judge (p = 2 * 0.5**6 = 0.031); with 3 seeds it could not (0.25), however consistent.
+    # Six seeds: every seed's speed differs by exactly the same 2 epochs; whole-epoch counts carry a rounding
+    # spread of at least 1/sqrt(6) epoch, so the difference is judged by the t-test, not the sign test.
     a = curves({s: [0.85, 0.875, 0.88] for s in range(6)})
     b = curves({s: [0.80, 0.82, 0.83 + 0.001 * s] for s in range(6)})
     t = ct.optimizer_table({"adam": a, "adagrad": b}, {"adam": 1e-3, "adagrad": 1e-2}, threshold=0.87).table
@@ -115,3 +115,59 @@ def test_the_optimizers_sweep_is_the_books_eight_on_the_notebooks_baseline():
     assert nesterov.epochs == 10 and nesterov.batch_size == 32
     assert {exp.config(v, 0).training.optimizer["name"] for v in exp.variants} == {
         "sgd", "adagrad", "rmsprop", "adam", "nadam", "adamax"}
+
+
+def test_i20_11_censored_rows_lose_stars_their_intervals_stay_possible_and_the_tests_are_adjusted():
+    # Ten epochs planned. 'fast' reaches 0.87 at epoch 4 on every seed; 'never' never does (censored at 11 on
+    # every seed: before, its differences were all exactly 7, fell to the sign test, p = 0.0625, and it kept
+    # ***); 'sgd' reaches it on 3 seeds of 5 (epochs 7, 8, 9), the other 2 are censored.
+    ten = lambda reach: [0.80] * (reach - 1) + [0.88] * (11 - reach) if reach <= 10 else [0.80] * 10  # noqa: E731
+    results = {"fast": curves({s: ten(4) for s in range(5)}), "never": curves({s: ten(11) for s in range(5)}),
+               "sgd": curves({s: ten(r) for s, r in enumerate([7, 8, 9, 11, 11])})}
+    t = ct.optimizer_table(results, epochs=10).table.set_index("optimizer")
+    assert t.loc["never", "reached"] == 0 and t.loc["never", "epochs_mean"] == 11.0
+    assert t.loc["never", "speed_stars"] < 3  # 11/4 = 2.75x the fastest, every seed: **
+    assert t.loc["never", "speed_stars"] == 2 and t.loc["never", "speed_p_holm"] < 0.05
+    # The interval of a row with censored runs stays inside what is possible: [1, epochs + 1].
+    x = np.array([7, 8, 9, 11, 11.0])
+    lo, hi = sps.t.interval(0.95, 4, x.mean(), sps.sem(x))
+    assert hi > 11 and t.loc["sgd", "epochs_ci_high"] == 11.0 and t.loc["sgd", "epochs_ci_low"] == pytest.approx(lo)
+    assert t.loc["sgd", "epochs_censored"] == 2 and t.loc["sgd", "epochs_max"] == 11
+    # The star tests are Holm-adjusted together, both measures.
+    raw = list(t["speed_p_vs_fastest"]) + list(t["quality_p_vs_best"])
+    assert list(t["speed_p_holm"]) + list(t["quality_p_holm"]) == pytest.approx(list(ct.holm(raw)), nan_ok=True)
+    # A raw p of 0.03 is not significant once adjusted over the table's tests.
+    seeds = range(5)
+    best = pd.Series([0.890, 0.885, 0.893, 0.888, 0.891], index=seeds)
+    rows = {"best": best, "a": best - [0.006, 0.001, 0.012, 0.002, 0.008], "b": best - 0.02 + 0.001 * np.arange(5),
+            "c": best - [0.03, 0.0, 0.02, 0.025, 0.01]}
+    s = ct.stars(rows, True, ct.QUALITY_GAPS, ratio=False)
+    assert 0.01 < s["a"]["p_value"] < 0.05 < s["a"]["p_holm"] and s["a"]["stars"] == 3
+
+
+def test_i20_20_a_rate_record_made_by_another_config_is_not_reused(tmp_path, tiny_arrays):
+    from conftest import tiny_config
+    from deepfit.data.prepare import Dataset
+
+    (x, y), _ = tiny_arrays
+    data = Dataset((x[:500] / 255).astype(np.float32), y[:500].astype(np.int32), (x[500:] / 255).astype(np.float32),
+                   y[500:].astype(np.int32))
+    trained = []
+
+    def log(line):
+        if "tuning accuracy" in line:
+            trained.append(line)
+
+    record = tmp_path / "rate.json"
+    cfg = tiny_config()
+    first = ct.choose_rate(cfg, record, grid=(0.01, 0.1), epochs=1, seed=0, images=100, dataset=data, log=log)
+    assert len(trained) == 2
+    ct.choose_rate(cfg, record, grid=(0.01, 0.1), epochs=1, seed=0, images=100, dataset=data, log=log)
+    assert len(trained) == 2  # the same config, grid and data: the record is reused (an interrupted choice resumes)
+    other = tiny_config(optimizer={"name": "adam", "learning_rate": 0.05})
+    again = ct.choose_rate(other, record, grid=(0.01, 0.1), epochs=1, seed=0, images=100, dataset=data, log=log)
+    assert len(trained) == 4  # another optimizer: chosen again, not the stale record reused
+    ct.choose_rate(other, record, grid=(0.01, 0.1, 0.3), epochs=1, seed=0, images=100, dataset=data, log=log)
+    assert len(trained) == 7  # another grid: all of it again
+    assert first["key"] == ct.rate_key(cfg, (0.01, 0.1), 1, 0, 100, data) != again["key"]
+    assert ct.rate_key(other, (0.01,), 1, 0, 100, data) != ct.rate_key(other, (0.01,), 2, 0, 100, data)

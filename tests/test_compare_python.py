@@ -175,3 +175,53 @@ def test_a_sequential_architecture_rebuilds_as_keras_rebuilds_it():
     assert [w.path for w in ours.weights] == [w.path for w in theirs.weights]
     for a, b in zip(ours.get_weights(), theirs.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.fixture
+def noisy_arrays():
+    """Overlapping classes: accuracies well below 1 that move from seed to seed."""
+    rng = np.random.default_rng(0)
+    centers = rng.normal(0, 1, (3, 8, 8))
+    y = rng.integers(0, 3, 1400)
+    x = ((centers[y] + rng.normal(0, 2.2, (1400, 8, 8))) * 20 + 120).clip(0, 255).astype("float32") / 255
+    return (x[:1000], y[:1000]), (x[1000:], y[1000:])
+
+
+@pytest.mark.slow
+def test_until_decided_trains_in_rounds_and_a_rerun_continues_where_it_stopped(noisy_arrays, tmp_path):
+    import json
+
+    base = {"model": {"layers": [{"type": "flatten"}, {"type": "dense", "units": 16, "activation": "relu"},
+                                 {"type": "dense", "units": 3, "activation": "softmax"}]},
+            "training": {"optimizer": {"name": "sgd", "learning_rate": 0.05}}}
+    variants = {"sgd": {}, "slow": {"training": {"optimizer": {"name": "sgd", "learning_rate": 0.002}}},
+                "twin": {"training": {"batch_size": 30}}}
+    kwargs = dict(data=noisy_arrays, base=base, epochs=2, out=tmp_path / "e", backend="local", until_decided=True,
+                  max_seeds=5, validation_size=300, log=lambda s: None)
+    result = deepfit.compare(variants, **kwargs)
+    c = result.comparisons().set_index("variant")
+    assert c.loc["slow", "verdict"] == "worse" and c.loc["slow", "n"] <= 4  # decided early: no more seeds for it
+    assert c.loc["twin", "verdict"].startswith("undecided at 5 seeds")  # hit its maximum
+    counts = json.loads((tmp_path / "e" / "experiment.json").read_text())["seeds_per_variant"]
+    assert counts == {"sgd": 5, "slow": int(c.loc["slow", "n"]), "twin": 5}
+    assert result.missing == [] and len(result.finals) == 10 + int(c.loc["slow", "n"])
+    assert "twin vs sgd: undecided at 5 seeds, its maximum" in (tmp_path / "e" / "rounds.txt").read_text()
+    assert np.isfinite(c.loc["twin", "images_low"])  # every run kept which validation images it got right
+    # The same command again: nothing retrained, the same verdicts; a larger maximum goes on from there.
+    again = deepfit.compare(variants, **kwargs)
+    assert again.trained == [] and again.comparisons()["verdict"].tolist() == c["verdict"].tolist()
+    more = deepfit.compare(variants, **{**kwargs, "max_seeds": 6})
+    assert sorted(more.trained) == [("sgd", 5), ("twin", 5)]
+
+
+def test_until_decided_refuses_a_crossed_design_and_writes_nothing(tmp_path):
+    from deepfit.experiments.reproduce import configs_dir
+
+    with pytest.raises(ConfigError, match="crossed init x order grid .* can neither grow one seed at a time"):
+        deepfit.compare(configs_dir() / "sweeps" / "deep_100_crossed.toml", out=tmp_path / "x", until_decided=True)
+    assert not (tmp_path / "x").exists()
+    from deepfit.cli import main
+
+    assert main(["compare", str(configs_dir() / "sweeps" / "activations.toml"), "--max-seeds", "5",
+                 "--out", str(tmp_path / "y")]) == 2  # --max-seeds bounds --until-decided: one clear error
+    assert not (tmp_path / "y").exists()

@@ -132,6 +132,8 @@ def test_early_stopping_follows_keras_patience_and_restores_the_best():
             break
     assert epoch == 3 and es.best == 0.9 and es.best_epoch == 1
     es = EarlyStopping(monitor="val_accuracy", patience=1)
+    t.loss = type("Objective", (), {"directions": lambda self: {"val_accuracy": "max"}})()
+    es.on_fit_begin(t)  # the direction is the metric's, read when training begins
     assert es.mode == "max"
 
 
@@ -157,3 +159,54 @@ def test_early_stopping_restores_best_weights_in_a_real_run(tiny_arrays):
 def _valid(arrays):
     data = df.load_data({"source": "arrays", "validation_size": 100}, arrays=arrays)
     return data.x_valid, data.y_valid
+
+
+class _FitTrainer:
+    """What early stopping and reduce-on-plateau read of a trainer: its objective (Keras's metric objects)."""
+
+    def __init__(self, loss, metrics):
+        import keras
+
+        from deepfit.train.objective import Objective
+
+        model = keras.Sequential([keras.layers.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
+        self.loss = Objective.for_model(loss, metrics, model)
+        self.stop_training, self.stop_reason, self.epoch = False, None, 0
+        self.learning_rate = 0.1
+        self.state = type("S", (), {"lr_scale": 1.0, "replace": lambda s, **kw: s})()
+
+
+def test_i20_03_mode_auto_maximizes_auc_precision_recall_as_their_keras_metrics_say():
+    from deepfit.train.callbacks.reduce_lr_on_plateau import ReduceLROnPlateau
+
+    for metric in ("auc", "precision", "recall"):
+        t = _FitTrainer("binary_crossentropy", [metric])
+        es = EarlyStopping(monitor=f"val_{metric}", patience=0)
+        es.on_fit_begin(t)
+        es.on_epoch_end(t, 0, {f"val_{metric}": 0.90})
+        es.on_epoch_end(t, 1, {f"val_{metric}": 0.95})  # better: no stop, and the best is the higher one
+        assert es.mode == "max" and es.best == 0.95 and es.best_epoch == 1 and not t.stop_training
+        plateau = ReduceLROnPlateau(monitor=f"val_{metric}", patience=0)
+        plateau.on_fit_begin(t)
+        assert plateau.mode == "max"
+    # A metric to minimize (Keras's MAE says 'down') and the loss keep Keras's direction.
+    t = _FitTrainer("binary_crossentropy", ["mae"])
+    es = EarlyStopping(monitor="val_mae")
+    es.on_fit_begin(t)
+    assert es.mode == "min" and EarlyStopping(monitor="val_loss").mode == "min"
+
+
+def test_i20_03_mode_auto_refuses_a_metric_without_a_direction_naming_both_fixes():
+    import keras
+
+    from deepfit.errors import ConfigError
+
+    def score(y_true, y_pred):  # a user's metric: Keras cannot tell which way it should go
+        return keras.ops.mean(y_pred)
+
+    t = _FitTrainer("binary_crossentropy", [keras.metrics.MeanMetricWrapper(score, name="score")])
+    with pytest.raises(ConfigError, match="mode='max'.*mode='min'"):
+        EarlyStopping(monitor="val_score").on_fit_begin(t)
+    es = EarlyStopping(monitor="val_score", mode="max")  # told: fine
+    es.on_fit_begin(t)
+    assert es.mode == "max"

@@ -14,8 +14,8 @@ def test_run_directory_is_complete_and_reloads_an_identical_model(tmp_path, tiny
     cfg["model"]["layers"].insert(1, {"type": "batch_norm"})
     run = df.train(cfg, out=tmp_path / "run", data=tiny_arrays)
     files = sorted(p.name for p in (tmp_path / "run").iterdir())
-    assert files == ["config.toml", "environment.json", "final.json", "final_state", "manifest.json", "metrics.csv",
-                     "model.json", "timings.csv", "weights.safetensors"]
+    assert files == ["config.toml", "correctness.npz", "environment.json", "final.json", "final_state", "manifest.json",
+                     "metrics.csv", "model.json", "timings.csv", "weights.safetensors"]
     again = df.load_run(tmp_path / "run")
     assert again.config == run.config
     assert again.history.drop(columns="seconds").round(12).equals(run.history.drop(columns="seconds").round(12))
@@ -26,6 +26,30 @@ def test_run_directory_is_complete_and_reloads_an_identical_model(tmp_path, tiny
     assert again.final["status"] == "completed" and 0 <= again.final["test_accuracy"] <= 1
     env = again.final and __import__("json").loads((tmp_path / "run" / "environment.json").read_text())
     assert env["seed"] == 3 and env["keras_backend"] == "jax" and env["keras"] and env["jax"]
+
+
+def test_a_run_records_what_its_columns_are_and_which_images_it_got_right(tmp_path, tiny_arrays):
+    import json
+
+    from deepfit.run import read_correctness
+
+    cfg = tiny_config(epochs=1, optimizer={"name": "sgd", "learning_rate": 0.002})  # a poor model: some wrong
+    run = df.train(cfg, out=tmp_path / "run", data=tiny_arrays)
+    final = json.loads((tmp_path / "run" / "final.json").read_text())
+    # Directions and ranges as the Keras loss and metric objects declare them (statistics read these).
+    assert final["columns"]["val_accuracy"] == {"direction": "max", "range": [0.0, 1.0]}
+    assert final["columns"]["val_loss"] == {"direction": "min", "range": [0.0, None], "kind": "crossentropy"}
+    assert final["columns"]["test_accuracy"]["direction"] == "max"
+    val, test = read_correctness(tmp_path / "run", "val"), read_correctness(tmp_path / "run", "test")
+    assert len(val) == 100 and len(test) == 100 and 0 < val.mean() < 1
+    assert val.mean() == pytest.approx(final["last"]["val_accuracy"], abs=1e-6)  # the same images, the same weights
+    assert test.mean() == pytest.approx(final["test_accuracy"], abs=1e-6)
+    assert "correctness.npz" in json.loads((tmp_path / "run" / "manifest.json").read_text())
+    df.load_run(tmp_path / "run")  # the manifest covers it, and checks it
+    # A run recorded before runs kept "columns": the same answer, from its config's loss and metric objects.
+    from deepfit.run import columns_of_config
+
+    assert columns_of_config(run.config) == final["columns"]
 
 
 def test_a_flipped_byte_in_the_weights_is_caught(tmp_path, tiny_arrays):

@@ -8,7 +8,11 @@ The run directory is the unit of record::
                          a resumed run's is byte-identical to an uninterrupted one's)
     timings.csv          seconds each epoch took (kept apart: they differ run to run)
     final.json           metrics of the kept weights ("last"; the restored epoch's with restore_best_weights,
-                         none when diverged), test metrics, why training ended
+                         none when diverged), test metrics, why training ended, and "columns": each logged
+                         value's direction and range as its Keras metric or loss says (statistics read them)
+    correctness.npz      per image of the validation (and test) split, whether the kept weights classify it
+                         right: bits packed with NumPy (``read_correctness``), so a comparison can also resample
+                         the images; absent for a diverged run or outputs that are not classes
     model.json           Keras architecture and compile arguments (rebuilt with safe_mode=True)
     weights.safetensors  every model variable, BatchNorm statistics included
     layer_stats.parquet  per-layer statistics, when a layer_stats callback recorded them
@@ -65,6 +69,7 @@ from deepfit.train.events import Callback
 from deepfit.train.loop import Trainer
 
 METRIC_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
+CORRECTNESS = "correctness.npz"
 TIMING_COLUMNS = ("epoch", "seconds")
 
 
@@ -471,6 +476,8 @@ def _end(b: _Begun, seconds: float) -> Run:
         files = ["config.toml", "environment.json", "metrics.csv", "timings.csv", "final.json"]
         files += write_layer_stats(trainer, out_dir)
         files += written_by_callbacks(out_dir, b.outputs)
+        if final["status"] != "diverged":
+            files += write_correctness(trainer, dataset, out_dir)
         if final["status"] == "diverged":
             # Weights that produced a NaN are not a model: keep the last good checkpoint instead.
             if backup is not None and backup.latest() is not None:
@@ -567,6 +574,67 @@ def write_layer_stats(trainer: Trainer, out_dir: Path) -> list[str]:
     return ["layer_stats.parquet"]
 
 
+def correct_per_image(outputs: np.ndarray, labels: np.ndarray) -> np.ndarray | None:
+    """Whether each output names its label, as Keras's accuracies decide it: the argmax for several
+    classes (integer or one-hot labels), ``p > 0.5`` for one sigmoid unit; None for anything else."""
+    outputs, labels = np.asarray(outputs), np.asarray(labels)
+    if outputs.ndim != 2 or len(outputs) != len(labels):
+        return None
+    if outputs.shape[1] == 1 and labels.ndim == 1:
+        return (outputs[:, 0] > 0.5) == (labels > 0.5)
+    if labels.ndim == 2 and labels.shape == outputs.shape:
+        labels = labels.argmax(axis=1)
+    if labels.ndim != 1 or outputs.shape[1] < 2:
+        return None
+    return outputs.argmax(axis=1) == labels
+
+
+def write_correctness(trainer: Trainer, dataset: Dataset, out_dir: Path) -> list[str]:
+    """``correctness.npz``: the kept weights' per-image correctness on the validation and test splits."""
+    arrays: dict[str, np.ndarray] = {}
+    for split, x, y in (("val", dataset.x_valid, dataset.y_valid), ("test", dataset.x_test, dataset.y_test)):
+        if x is None or not len(x):
+            continue
+        correct = correct_per_image(trainer.predict(x), y)
+        if correct is None:
+            return []
+        arrays[split], arrays[f"{split}_count"] = np.packbits(correct), np.array([len(correct)], np.int64)
+    if not arrays:
+        return []
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    write_atomic(out_dir / CORRECTNESS, buffer.getvalue())
+    return [CORRECTNESS]
+
+
+def read_correctness(run_dir: str | Path, split: str = "val") -> np.ndarray | None:
+    """A run's per-image correctness on ``split`` ("val" or "test") as booleans; None if it kept none."""
+    path = Path(run_dir) / CORRECTNESS
+    if not path.is_file():
+        return None
+    with np.load(path, allow_pickle=False) as f:
+        if split not in f:
+            return None
+        return np.unpackbits(f[split], count=int(f[f"{split}_count"][0])).astype(bool)
+
+
+def columns_of_config(cfg: Config) -> dict[str, Any]:
+    """What a config's logged values are (``final.json`` "columns"), from its loss and metric objects, for a
+    run recorded before runs kept it; {} when its model cannot be built here (e.g. a missing ``from_run``)."""
+    from deepfit.train.objective import Objective
+
+    try:
+        model = build_checked(cfg)
+        objective = Objective.for_model(cfg.training.loss, cfg.training.metrics, model)
+    except (ConfigError, CheckpointError, DataError, OSError, ValueError):
+        return {}
+    columns = objective.columns()
+    for name in ("loss", "accuracy"):
+        if name in columns:
+            columns[f"test_{name}"] = columns[name]
+    return columns
+
+
 def final_record(trainer: Trainer, dataset: Dataset, seconds: float) -> dict[str, Any]:
     nan = next((c for c in trainer.callbacks if isinstance(c, TerminateOnNaN)), None)
     status = "diverged" if nan is not None and nan.report else ("stopped" if trainer.stop_reason else "completed")
@@ -599,6 +667,11 @@ def final_record(trainer: Trainer, dataset: Dataset, seconds: float) -> dict[str
                                "last_finite_epoch": history[-1] if history else None}
     if dataset.x_test is not None and status != "diverged":
         final["test_loss"], final["test_accuracy"] = trainer.evaluate(dataset.x_test, dataset.y_test)
+    columns = trainer.loss.columns() if hasattr(trainer.loss, "columns") else {}
+    for name in ("loss", "accuracy"):  # the test metrics are the same quantities on other images
+        if f"test_{name}" in final and name in columns:
+            columns[f"test_{name}"] = columns[name]
+    final["columns"] = columns
     return final
 
 

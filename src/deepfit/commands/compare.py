@@ -11,7 +11,8 @@ def register(sub) -> None:
         epilog="examples:\n  deepfit compare configs/sweeps/activations.toml --out experiments/act\n"
                "  deepfit compare configs/sweeps/deep_100_crossed.toml --seeds 3x3   # init x order cells\n"
                "  deepfit compare configs/sweeps/activations.toml --seeds 3 --backend pool --jobs 2 "
-               "training.epochs=2\n  deepfit compare sweep.toml --backend ray --address auto",
+               "training.epochs=2\n  deepfit compare configs/sweeps/activations.toml --until-decided --max-seeds 12\n"
+               "  deepfit compare sweep.toml --backend ray --address auto",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("experiment", help="an experiment TOML file (base, seeds, [[variants]])")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
@@ -25,16 +26,29 @@ def register(sub) -> None:
                         "worker per core) when the work is worth it, else 'local' (this process)")
     p.add_argument("--jobs", type=int, help="runs at once for pool/ray (default: one per CPU core)")
     p.add_argument("--address", help="Ray cluster address (e.g. auto, or ray://HOST:10001); default: a local Ray")
+    p.add_argument("--until-decided", action="store_true",
+                   help="train in rounds and stop each comparison once it is decided (better, worse or equivalent "
+                        "within the experiment's equivalence margin), instead of the file's fixed seeds; see "
+                        "docs/verdicts.md")
+    p.add_argument("--min-seeds", type=int, default=3, help="with --until-decided: the first round's seeds (default 3)")
+    p.add_argument("--max-seeds", type=int, default=20,
+                   help="with --until-decided: stop an undecided comparison at this many seeds (default 20)")
     p.add_argument("--no-report", action="store_true", help="write the tables only, not report.md/html")
     p.set_defaults(handler=run)
 
 
 def run(args) -> int:
     from deepfit.workflows import compare
-    from deepfit.report.content import fmt, fmt_p, interval_text, needed_text
+    from deepfit.report.content import fmt, fmt_p, interval_text, needed_text, pair_text, superior_text
 
+    if not args.until_decided and (args.min_seeds != 3 or args.max_seeds != 20):
+        from deepfit.errors import ConfigError
+
+        raise ConfigError("--min-seeds and --max-seeds bound --until-decided's rounds: add --until-decided, or give "
+                          "fixed seeds with --seeds")
     result = compare(args.experiment, out=args.out, seeds=args.seeds, overrides=args.overrides,
-                     backend=args.backend, jobs=args.jobs, address=args.address, report=not args.no_report)
+                     backend=args.backend, jobs=args.jobs, address=args.address, report=not args.no_report,
+                     until_decided=args.until_decided, min_seeds=args.min_seeds, max_seeds=args.max_seeds)
     metric = result.experiment.metric
     print(f"experiment: {result.dir}  ({len(result.trained)} run(s) trained now, {len(result.finals)} finished)")
     if not result.finals.empty:
@@ -43,16 +57,21 @@ def run(args) -> int:
             print(f"  {r.variant:20s} {fmt(r.mean)}  {interval_text(r.ci_low, r.ci_high, r.clipped, r.note)}  n={r.n}")
         comparisons = result.comparisons()
         if len(comparisons):
-            print(f"against {result.experiment.reference} (p_holm: Holm-adjusted over {len(comparisons)} "
-                  f"comparison(s); verdicts use it)")
+            print(f"against {result.experiment.reference} (verdicts by the sequential rule, {len(comparisons)} "
+                  f"comparison(s) judged together; interval: anytime-valid at 1 - 0.05/{len(comparisons)}; "
+                  "see docs/verdicts.md)")
         for r in comparisons.itertuples():
-            needed = needed_text(r.verdict, r.seeds_needed, r.test)
-            print(f"  {r.variant} vs {r.reference}: {fmt(r.mean_diff)} [{fmt(r.ci_low)}, {fmt(r.ci_high)}] "
-                  f"p={fmt_p(r.p_value)} p_holm={fmt_p(r.p_holm)} ({r.test}): {r.verdict}"
-                  + (f"; seeds needed for 80% power: {needed}" if needed != "—" else ""))
+            needed = needed_text(r.verdict, r.to_decide, r.test)
+            images = "" if r.images_low != r.images_low else f", seeds + images {pair_text(r.images_low, r.images_high)}"
+            print(f"  {r.variant} vs {r.reference}: {r.verdict} at {r.n} seeds: {fmt(r.mean_diff)} "
+                  f"{pair_text(r.cs_low, r.cs_high)} (95% seeds {pair_text(r.ci_low, r.ci_high)}{images}; "
+                  f"d_z {fmt(r.effect_size, 2)}, P(variant > reference) "
+                  f"{superior_text(r.p_superior, r.p_superior_low, r.p_superior_high)}; {r.test} p={fmt_p(r.p_value)})"
+                  + (f"; seeds that would decide it: {needed}" if needed != "—" else ""))
     if result.report:
         print(f"report: {result.report['html']}")
     if result.missing:
-        print(f"missing runs: {len(result.missing)}")
-        return 1
+        wanted = [(v, s) for v, s in result.missing]
+        print(f"missing runs: {len(wanted)}")
+        return 1 if not args.until_decided else 0
     return 0

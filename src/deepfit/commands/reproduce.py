@@ -12,6 +12,7 @@ def register(sub) -> None:
                               "  deepfit reproduce --smoke                 # all ids in a few minutes (a smoke run, "
                               "labelled as such)\n"
                               "  deepfit reproduce --full --results docs/results\n"
+                              "  deepfit reproduce --smoke --until-decided --max-seeds 4   # the rounds, quickly\n"
                               "  deepfit reproduce --full --only selu_100,relu_100 --seeds 3\n"
                               "  deepfit reproduce --full --only table_11_2,table_11_3_11_4   # the chapter's tables",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -26,7 +27,14 @@ def register(sub) -> None:
     p.set_defaults(mode="demo")
     p.add_argument("--only", help="comma-separated experiment ids (see deepfit list experiments), or a table of the "
                                   "chapter for all its rows: table_11_2, table_11_3_11_4")
-    p.add_argument("--seeds", type=int, help="seeds per experiment (overrides the mode's)")
+    p.add_argument("--seeds", type=int, help="fixed seeds per experiment (instead of seeds until decided)")
+    p.add_argument("--until-decided", action=argparse.BooleanOptionalAction, default=None,
+                   help="seeds in rounds until each claim is decided (confirmed, the opposite holds, or equivalent); "
+                        "the default of --demo and --full, off for --smoke. See docs/verdicts.md")
+    p.add_argument("--min-seeds", type=int, default=3, help="with --until-decided: the first round's seeds (default 3)")
+    p.add_argument("--max-seeds", type=int,
+                   help="with --until-decided: stop an undecided claim at this many seeds (default 20, or the "
+                        "catalog's own for a claim: 30 for the transfer study)")
     p.add_argument("--backend", default="auto", choices=["auto", "local", "group", "pool", "ray"],
                    help="where runs execute (default: auto, printed; see deepfit compare --help)")
     p.add_argument("--jobs", type=int, help="workers for --backend pool / ray")
@@ -44,14 +52,17 @@ def run(args) -> int:
 
     only = [s.strip() for s in args.only.split(",") if s.strip()] if args.only else None
     result = reproduce(args.out, mode=args.mode, only=only, seeds=args.seeds, backend=args.backend, jobs=args.jobs,
-                       address=args.address, argv=["deepfit", *sys.argv[1:]])
+                       address=args.address, argv=["deepfit", *sys.argv[1:]], until_decided=args.until_decided,
+                       min_seeds=args.min_seeds, max_seeds=args.max_seeds)
     print()
     for r in result.summary.itertuples():
         nb = "" if r.notebook is None or r.notebook != r.notebook else f"  notebook {r.notebook:.4f}"
         print(f"{r.id:15s} {r.metric:17s} {r.mean:.4f} ± {r.std:.4f} (n={r.n}){nb}")
     print()
     for v in result.verdicts:
-        print(f"{v.claim.text}: {v.verdict} (diff {v.paired.mean_diff:+.4f}, n={v.paired.n})")
+        p = v.paired
+        interval = "" if p.cs_low != p.cs_low else f" [{p.cs_low:+.4f}, {p.cs_high:+.4f}]"
+        print(f"{v.claim.text}: {v.verdict} (diff {p.mean_diff:+.4f}{interval}, n={p.n})")
     if args.results:
         print(f"results copied to {publish(result, args.results)}")
     print(f"report: {result.report.get('html', result.dir)}  ({result.seconds:.0f}s)")

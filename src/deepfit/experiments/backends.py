@@ -193,7 +193,10 @@ class _Concurrent(Backend):
                     if task is None:
                         exhausted = True
                     elif task is WAIT:
-                        collect(list(inflight))  # finish ours before waiting on another driver's
+                        # Finish one of ours before asking again: a finished run may open new work
+                        # (seeds until decided), and another driver's runs are waited for only once ours are done.
+                        if inflight:
+                            collect(self.wait_some(list(inflight)))
                     else:
                         partial = runner.partial(task)
                         slot = free.pop(0)

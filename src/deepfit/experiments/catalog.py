@@ -2,19 +2,21 @@
 
 Each entry names its config (data, never code), the metric the notebook
 reported and the figure it got in one run. Each claim pairs two entries on the
-same seeds; its verdict is computed from a paired test, never written by hand.
-Baselines are configs the notebook did not run but its claims need ("batch
-norm beats the plain network" needs the plain network).
+same seeds; its verdict is computed by the sequential rule
+(:mod:`deepfit.experiments.sequential`), never written by hand: confirmed, the
+opposite holds, equivalent within ±δ (its smallest effect of interest), or
+undecided at N seeds. Baselines are configs the notebook did not run but its
+claims need ("batch norm beats the plain network" needs the plain network).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-from deepfit.experiments.stats import Paired, adjust, higher_is_better, paired_test
+from deepfit.experiments.stats import Column, Paired, adjust, paired_test
 
 
 @dataclass(frozen=True)
@@ -111,21 +113,31 @@ NOTEBOOK_IDS = [e.id for e in CATALOG if not e.baseline and e.table is None]
 
 @dataclass(frozen=True)
 class Claim:
-    """``better`` beats ``worse`` on ``metric`` (same seeds), as the notebook says or implies."""
+    """``better`` beats ``worse`` on ``metric`` (same seeds), as the notebook says or implies.
+
+    ``equivalence``: the smallest difference that matters (δ), below which the two count as
+    equivalent; None takes the metric's reasoned default (``stats.Column.margin``: one point
+    of an accuracy, 0.01 nat of a crossentropy). ``max_seeds``: where ``--until-decided``
+    stops adding seeds for this claim (None: the command's ``--max-seeds``).
+    """
 
     id: str
     text: str
     better: str  # entry id (or "mc_dropout:deterministic" style column references, see values())
     worse: str
     metric: str
+    equivalence: float | None = None
+    max_seeds: int | None = None
 
 
 CLAIMS: list[Claim] = [
     Claim("selu_vs_relu", "SELU beats ReLU in a 100-layer network", "selu_100", "relu_100", "val_accuracy"),
     Claim("batch_norm", "Batch norm reaches a higher accuracy than the same network without it (10 epochs)",
           "batch_norm", "plain_relu", "val_accuracy"),
+    # d_z about 1 over the full run's 10 seeds: 20 seeds decide it about half the time at the family's
+    # level (sequential.simulate), 30 most of the time; its runs are cheap but for task A's pretraining.
     Claim("transfer", "Task B on task A's layers beats task B from scratch", "task_b_on_a", "task_b_scratch",
-          "test_accuracy"),
+          "test_accuracy", max_seeds=30),
     *[Claim(f"one_cycle_vs_{s}", f"1cycle beats {s} scheduling", "one_cycle", s, "val_accuracy")
       for s in ("power", "exponential", "piecewise", "plateau")],
     Claim("mc_dropout", "MC dropout's mean prediction is more accurate than the deterministic pass",
@@ -168,40 +180,53 @@ class Verdict:
     claim: Claim
     paired: Paired
     verdict: str
+    seeds: list = field(default_factory=list)  # the shared seeds, in order (paired.pairs follows them)
+
+    @property
+    def decided(self) -> bool:
+        return self.paired.decided
 
 
-def _verdict_text(claim: "Claim", p: Paired, alpha: float) -> str:
-    decided = p.n >= 2 and p.p_holm < alpha
-    sign = 1 if higher_is_better(claim.metric) else -1  # a loss: the claimed "better" has the lower one
-    if decided and sign * p.mean_diff > 0:
-        return "confirmed"
-    if decided and sign * p.mean_diff < 0:
-        return "not confirmed: the opposite holds"
-    return f"not distinguishable at {100 * (1 - alpha):.0f}% with {p.n} seed{'s' if p.n != 1 else ''}"
+def _verdict_text(claim: Claim, p: Paired, column: Column) -> str:
+    """A comparison's decision in the claim's words: d = better − worse, so "up" confirms a claim about
+    a metric to maximize and refutes one about a metric to minimize (a loss: the claimed better is lower)."""
+    if p.decision == "equivalent":
+        return f"equivalent within ±{p.delta:g}"
+    if p.decision in ("up", "down"):
+        if column.direction not in ("max", "min"):
+            return (f"undecided: {claim.metric} has no known direction (the first is "
+                    f"{'higher' if p.decision == 'up' else 'lower'})")
+        return "confirmed" if (p.decision == "up") == (column.direction == "max") else \
+            "not confirmed: the opposite holds"
+    return p.verdict
 
 
-def judge(claim: Claim, better: dict[int, float], worse: dict[int, float], alpha: float = 0.05) -> Verdict:
-    """Paired test of ``better - worse`` over the seeds both have, as a claim judged alone.
+def judge(claim: Claim, better: dict[int, float], worse: dict[int, float], column: Column | None = None,
+          alpha: float = 0.05, family: int = 1) -> Verdict:
+    """``better − worse`` over the seeds both have (in seed order), judged by the sequential rule as one of a
+    family of ``family`` claims; ``column`` says which way ``claim.metric`` should go and its range.
 
-    "confirmed" when the difference is significant at 1 - alpha in the claimed
-    direction (positive; negative for a loss, where ``better`` has the lower
-    one), "not confirmed: the opposite holds" when significant the other way,
-    else "not distinguishable at 95% with N seeds". Judging several claims at
-    once is :func:`judge_all`, which adjusts for their number.
+    "confirmed" when the claim's interval is all on the claimed side of 0 ("the first is better": higher,
+    or lower for a metric to minimize), "not confirmed: the opposite holds" when all on the other side,
+    "equivalent within ±δ" when all inside ±δ, else "undecided at N seeds". :func:`judge_all` judges a
+    family together.
     """
+    column = column or Column(claim.metric)
     seeds = sorted(set(better) & set(worse))
     a = np.array([better[s] for s in seeds], np.float64)
     b = np.array([worse[s] for s in seeds], np.float64)
-    p = paired_test(a, b, metric=claim.metric, variant=claim.better, reference=claim.worse)
-    return Verdict(claim, p, _verdict_text(claim, p, alpha))
+    delta = claim.equivalence if claim.equivalence is not None else column.margin
+    p = paired_test(a, b, metric=claim.metric, variant=claim.better, reference=claim.worse,
+                    confidence=1 - alpha, direction=column.direction, delta=delta, family=family, span=column.span)
+    return Verdict(claim, p, _verdict_text(claim, p, column), seeds)
 
 
-def judge_all(pairs: list[tuple[Claim, dict[int, float], dict[int, float]]], alpha: float = 0.05) -> list[Verdict]:
-    """Every claim's paired test, then Holm over all of them: verdicts rest on the adjusted p-values.
-
-    Ten claims tested at 5% each would wrongly "confirm" at least one with
-    probability up to 40% if none held; Holm keeps that family-wise rate at 5%.
-    """
-    alone = [judge(c, better, worse, alpha) for c, better, worse in pairs]
-    adjusted = adjust([v.paired for v in alone], 1 - alpha)
-    return [Verdict(v.claim, p, _verdict_text(v.claim, p, alpha)) for v, p in zip(alone, adjusted)]
+def judge_all(pairs: list[tuple], alpha: float = 0.05) -> list[Verdict]:
+    """Claims judged as one family: ``pairs`` of (claim, better, worse[, column]). Each claim's interval is
+    at level 1 − α/m, so that all m hold at once with probability 1 − α at every look: the chance that any
+    verdict of the family is wrong stays at α (see :mod:`deepfit.experiments.sequential`). The fixed-n
+    p-values are Holm-adjusted over the family beside them (descriptive)."""
+    m = len(pairs)
+    judged = [judge(c, better, worse, *(rest or [None]), alpha=alpha, family=m) for c, better, worse, *rest in pairs]
+    adjusted = adjust([v.paired for v in judged], 1 - alpha, family=m)
+    return [Verdict(v.claim, replace(p, family=m), v.verdict, v.seeds) for v, p in zip(judged, adjusted)]

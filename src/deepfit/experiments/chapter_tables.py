@@ -10,22 +10,38 @@ The book grades eight optimizers by convergence speed and quality in stars
   :data:`TUNING_EPOCHS` epochs, scored on a *tuning split*, the last
   :data:`TUNING_IMAGES` images of the training split (trained on the rest),
   from one seed (:data:`TUNING_SEED`) that is not among the measured seeds.
-  Ties go to the smaller rate.
+  Ties go to the smaller rate. The choice is kept in ``rate.json`` under a key of
+  everything that made it (config, grid, epochs, seed, tuning images, data), and
+  redone when any of them changes.
 * **Speed**: epochs until the validation accuracy first reaches
-  :data:`THRESHOLD` (evaluated after each epoch). A run that never reaches it
-  in ``E`` epochs counts as ``E + 1``: a lower bound on its true time, so a
-  row with such runs is at least that slow (the table says how many reached).
+  :data:`THRESHOLD` (evaluated after each epoch). A run that never reaches it in
+  ``E`` epochs is *censored*: its time is only known to exceed ``E``. The
+  measure is the restricted time ``min(T, E + 1)`` (the restricted mean of
+  survival analysis): defined for every run, at most ``E + 1``, and a lower
+  bound of the true time, so a row with censored runs is at least that slow
+  (the table says how many reached, and its interval stays inside [1, E + 1]).
+  Censoring only shrinks a slow row's lead over a faster one, so a speed gap
+  found on the restricted times is there on the true times too.
 * **Quality**: the best validation accuracy over the epochs.
 * **Stars** (:func:`stars`): the best row on a measure gets ***; another row
   loses a star only when its difference from the best row is both significant
-  (paired t-test on the shared seeds, 95%, :func:`deepfit.experiments.stats.paired_test`)
   and larger than a tolerance: speed, more than 1.5x the fastest row's mean
   epochs for **, more than 3x for *; quality, more than 0.5 accuracy points
-  below the best row for **, more than 1.5 points for *.
+  below the best row for **, more than 1.5 points for *. Significance: a paired
+  t-test on the shared seeds (:func:`deepfit.experiments.stats.paired_test`),
+  Holm-adjusted over every star test of the table (both measures) at 95%.
+  Epoch counts are whole numbers: a count is the crossing time rounded up to an
+  epoch, so the difference of two counts carries a rounding noise of variance
+  1/6 epoch² (Sheppard's correction for a grid of width 1), and its standard
+  deviation is taken as at least 1/√6 ≈ 0.41 epoch (:data:`EPOCH_RESOLUTION`).
+  Without that floor, rows that differ by exactly the same whole number of epochs
+  on every seed have no spread, fall to the sign test, and can never be
+  significant below 6 seeds (p = 0.0625 at 5).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -34,10 +50,12 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from scipy import stats as sps
 
-from deepfit.experiments.stats import paired_test, t_interval
+from deepfit.experiments.stats import MIN_SEEDS_FOR_INTERVAL, Column, column_of, fixed_n_test, holm, t_interval
 
 THRESHOLD = 0.87
+EPOCH_RESOLUTION = 1.0  # epochs are counted whole: see the module doc
 RATE_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1)
 TUNING_EPOCHS = 2
 TUNING_IMAGES = 5000
@@ -77,18 +95,23 @@ def choose_rate(config: Mapping[str, Any], record: Path, *, grid: Sequence[float
                 dataset=None, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train ``config`` at each rate of ``grid`` on the tuning split; the rate with the best final tuning accuracy.
 
-    ``record`` (JSON) keeps every score as it comes, so an interrupted choice resumes.
+    ``record`` (JSON) keeps every score as it comes, so an interrupted choice resumes; it is keyed by
+    everything that made it (:func:`rate_key`), and a record made by anything else is redone, not reused.
     """
     from deepfit.config import load_config
     from deepfit.data import load_data
     from deepfit.run import train
 
+    key = rate_key(config, grid, epochs, seed, images, dataset)
     done: dict[str, Any] = json.loads(record.read_text()) if record.is_file() else {}
+    if done and done.get("key") != key:
+        log(f"    {record} was made by another config, grid or data: choosing the rate again")
+        done = {}
     scores: dict[str, float] = dict(done.get("scores", {}))
     split = None
     for rate in grid:
-        key = f"{rate:g}"
-        if key in scores:
+        rate_name = f"{rate:g}"
+        if rate_name in scores:
             continue
         cfg = load_config(dict(config), {"seed": seed, "training.epochs": epochs, "training.progress": False,
                                          "training.callbacks": [], "training.optimizer.learning_rate": rate})
@@ -96,14 +119,29 @@ def choose_rate(config: Mapping[str, Any], record: Path, *, grid: Sequence[float
             split = tuning_split(dataset if dataset is not None else load_data(cfg.data), images)
         run = train(cfg, data=split, save=False)
         acc = float(run.history["val_accuracy"].iloc[-1]) if "val_accuracy" in run.history else math.nan
-        scores[key] = acc if math.isfinite(acc) else math.nan
-        log(f"    rate {key}: tuning accuracy {acc:.4f}")
-        _write(record, {"scores": scores})
-    best = pick_rate({float(k): v for k, v in scores.items()})
-    result = {"rate": best, "scores": scores, "grid": [float(r) for r in grid], "epochs": epochs, "seed": seed,
-              "tuning_images": images, "at_edge": best in (min(grid), max(grid))}
+        scores[rate_name] = acc if math.isfinite(acc) else math.nan
+        log(f"    rate {rate_name}: tuning accuracy {acc:.4f}")
+        _write(record, {"key": key, "scores": scores})
+    best = pick_rate({float(k): v for k, v in scores.items() if float(k) in grid})
+    result = {"key": key, "rate": best, "scores": scores, "grid": [float(r) for r in grid], "epochs": epochs,
+              "seed": seed, "tuning_images": images, "at_edge": best in (min(grid), max(grid))}
     _write(record, result)
     return result
+
+
+def rate_key(config: Mapping[str, Any], grid: Sequence[float], epochs: int, seed: int, images: int,
+             dataset=None) -> str:
+    """sha256 of what makes a rate choice: the config (its data section included, the rate excepted, which the
+    grid replaces), the grid, the tuning epochs, seed and images, and arrays handed in directly."""
+    tree = json.loads(json.dumps(dict(config), sort_keys=True, default=repr))
+    tree.pop("name", None)
+    tree.get("training", {}).pop("progress", None)
+    tree.get("training", {}).get("optimizer", {}).pop("learning_rate", None)
+    h = hashlib.sha256(json.dumps([tree, [float(r) for r in grid], epochs, seed, images], sort_keys=True).encode())
+    if dataset is not None:
+        for a in (dataset.x_train, dataset.y_train):
+            h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
 
 
 def pick_rate(scores: Mapping[float, float]) -> float:
@@ -159,32 +197,73 @@ def run_measures(results: pd.DataFrame, threshold: float = THRESHOLD, epochs: in
 # ---------------------------------------------------------------- stars
 
 
-def _paired(row: pd.Series, best: pd.Series) -> Any:
+def star_test(row: pd.Series, best: pd.Series, resolution: float | None = None) -> float:
+    """p of the paired t-test of ``row`` against ``best`` on their shared seeds; with a ``resolution`` (values
+    counted on a grid of that width) the differences' sd is at least ``resolution/√6`` (see the module doc)."""
     seeds = sorted(set(row.index) & set(best.index))
-    return paired_test(row.loc[seeds].to_numpy(), best.loc[seeds].to_numpy())
+    a, b = row.loc[seeds].to_numpy(np.float64), best.loc[seeds].to_numpy(np.float64)
+    keep = np.isfinite(a) & np.isfinite(b)
+    a, b = a[keep], b[keep]
+    if len(a) < MIN_SEEDS_FOR_INTERVAL:
+        return math.nan  # the one rule below 3 seeds: no test
+    if resolution is None:
+        return fixed_n_test(a, b)[2]
+    d = a - b
+    n = len(d)
+    sd = max(float(d.std(ddof=1)), resolution / math.sqrt(6))
+    t = float(d.mean()) / (sd / math.sqrt(n))
+    return float(2 * sps.t.sf(abs(t), n - 1)) if d.mean() != 0 else 1.0
 
 
-def stars(values: Mapping[str, pd.Series], higher_is_better: bool, limits: tuple[float, float],
-          ratio: bool) -> dict[str, dict[str, Any]]:
-    """Stars per row from per-seed values (a Series indexed by seed per row); see the module doc for the rule.
-
-    ``ratio``: compare as ``mean / best mean`` (speed) rather than ``best mean − mean`` (quality).
-    """
+def star_tests(values: Mapping[str, pd.Series], higher_is_better: bool, ratio: bool,
+               resolution: float | None = None) -> dict[str, dict[str, Any]]:
+    """Each row's gap to the best row of a measure and the raw p of its difference (not adjusted yet)."""
     means = {k: float(np.mean(v)) for k, v in values.items() if len(v)}
     best = (max if higher_is_better else min)(means, key=means.get)
     out = {}
     for k, v in values.items():
         if k not in means:
-            out[k] = {"stars": 0, "best": best, "gap": math.nan, "p_value": math.nan}
+            out[k] = {"best": best, "gap": math.nan, "p_value": math.nan}
             continue
         gap = means[k] / means[best] if ratio else (means[best] - means[k]) * (1 if higher_is_better else -1)
-        p = _paired(v, values[best]).p_value if k != best else math.nan
-        significant = p < 0.05
-        n = 3
-        if k != best and significant and gap > limits[0]:
-            n = 2 if gap <= limits[1] else 1
-        out[k] = {"stars": n, "best": best, "gap": gap, "p_value": p}
+        p = star_test(v, values[best], resolution) if k != best else math.nan
+        out[k] = {"best": best, "gap": gap, "p_value": p}
     return out
+
+
+def assign_stars(tests: dict[str, dict[str, Any]], limits: tuple[float, float]) -> dict[str, dict[str, Any]]:
+    """Stars from tests whose ``p_holm`` is set: the best row ***, another drops one when significant and past
+    ``limits[0]``, two past ``limits[1]``."""
+    out = {}
+    for k, t in tests.items():
+        if math.isnan(t["gap"]):
+            out[k] = {**t, "stars": 0}
+            continue
+        n = 3
+        if k != t["best"] and t["p_holm"] < 0.05 and t["gap"] > limits[0]:
+            n = 2 if t["gap"] <= limits[1] else 1
+        out[k] = {**t, "stars": n}
+    return out
+
+
+def _holm_into(*families: dict[str, dict[str, Any]]) -> None:
+    """Holm over every star test of the given measures together (each test gets ``p_holm``)."""
+    keys = [(i, k) for i, f in enumerate(families) for k in f]
+    adjusted = holm([families[i][k]["p_value"] for i, k in keys])
+    for (i, k), p in zip(keys, adjusted):
+        families[i][k]["p_holm"] = float(p)
+
+
+def stars(values: Mapping[str, pd.Series], higher_is_better: bool, limits: tuple[float, float],
+          ratio: bool, resolution: float | None = None) -> dict[str, dict[str, Any]]:
+    """Stars per row from per-seed values (a Series indexed by seed per row) of one measure, its tests
+    Holm-adjusted over its rows; :func:`optimizer_table` adjusts over both measures of the table.
+
+    ``ratio``: compare as ``mean / best mean`` (speed) rather than ``best mean − mean`` (quality).
+    """
+    tests = star_tests(values, higher_is_better, ratio, resolution)
+    _holm_into(tests)
+    return assign_stars(tests, limits)
 
 
 def star_text(n: int | set[int]) -> str:
@@ -220,21 +299,26 @@ def optimizer_table(results: Mapping[str, pd.DataFrame], rates: Mapping[str, flo
     """Table 11-2 from each optimizer's ``results`` (keys: the names of :data:`BOOK_11_2`)."""
     planned = epochs or max(int(r["epoch"].max()) for r in results.values())
     per = {k: run_measures(r, threshold, planned).set_index("seed") for k, r in results.items() if len(r)}
-    speed = stars({k: v["epochs_censored"] for k, v in per.items()}, False, SPEED_RATIOS, ratio=True)
-    quality = stars({k: v["best_val_accuracy"] for k, v in per.items()}, True, QUALITY_GAPS, ratio=False)
+    # Speed: fewer epochs is faster; quality: the best accuracy, higher is better (both by construction).
+    speed_tests = star_tests({k: v["epochs_censored"] for k, v in per.items()}, False, True, EPOCH_RESOLUTION)
+    quality_tests = star_tests({k: v["best_val_accuracy"] for k, v in per.items()}, True, False)
+    _holm_into(speed_tests, quality_tests)
+    speed, quality = assign_stars(speed_tests, SPEED_RATIOS), assign_stars(quality_tests, QUALITY_GAPS)
     rows = []
     for k, m in per.items():
         book_s, book_q, label = BOOK_11_2.get(k, ({0}, {0}, k))
-        t, q = t_interval(m["epochs_censored"]), t_interval(m["best_val_accuracy"])
+        t = t_interval(m["epochs_censored"], limits=(1.0, float(planned + 1)))
+        q = t_interval(m["best_val_accuracy"], limits=(0.0, 1.0))
         rows.append({"optimizer": k, "keras": label, "learning_rate": (rates or {}).get(k, math.nan),
                      "seeds": len(m), "reached": int(m["reached"].sum()),
                      "epochs_mean": t.mean, "epochs_ci_low": t.ci_low, "epochs_ci_high": t.ci_high,
                      "best_val_accuracy_mean": q.mean, "best_val_accuracy_ci_low": q.ci_low,
                      "best_val_accuracy_ci_high": q.ci_high,
+                     "epochs_censored": int((~m["reached"]).sum()), "epochs_max": planned + 1,
                      "speed_stars": speed[k]["stars"], "speed_vs_fastest": speed[k]["gap"],
-                     "speed_p_vs_fastest": speed[k]["p_value"],
+                     "speed_p_vs_fastest": speed[k]["p_value"], "speed_p_holm": speed[k]["p_holm"],
                      "quality_stars": quality[k]["stars"], "quality_gap_to_best": quality[k]["gap"],
-                     "quality_p_vs_best": quality[k]["p_value"],
+                     "quality_p_vs_best": quality[k]["p_value"], "quality_p_holm": quality[k]["p_holm"],
                      "book_speed": star_text(book_s), "book_quality": star_text(book_q),
                      "verdict": row_verdict(speed[k]["stars"], quality[k]["stars"], book_s, book_q)})
     seeds = pd.concat([m.reset_index().assign(optimizer=k) for k, m in per.items()], ignore_index=True) \
@@ -242,5 +326,16 @@ def optimizer_table(results: Mapping[str, pd.DataFrame], rates: Mapping[str, flo
     return OptimizerTable(pd.DataFrame(rows), seeds, threshold, planned)
 
 
-__all__ = ["BOOK_11_2", "RATE_GRID", "THRESHOLD", "OptimizerTable", "choose_rate", "epochs_to_threshold",
-           "optimizer_table", "pick_rate", "row_verdict", "run_measures", "stars", "tuning_split"]
+def measure_columns(columns: Mapping[str, Column], epochs: int) -> dict[str, Column]:
+    """What the per-run measures are: the best validation accuracy is a validation accuracy, the restricted
+    epochs lie in [1, epochs + 1] and fewer is faster, the final loss is the loss; ``late_loss_drop`` (how
+    much the loss fell in the second half) has no better way."""
+    return {"best_val_accuracy": column_of(columns, "val_accuracy").renamed("best_val_accuracy"),
+            "epochs_censored": Column("epochs_censored", "min", 1.0, float(epochs + 1) if epochs else math.inf),
+            "final_loss": column_of(columns, "loss").renamed("final_loss"),
+            "late_loss_drop": Column("late_loss_drop")}
+
+
+__all__ = ["BOOK_11_2", "EPOCH_RESOLUTION", "RATE_GRID", "THRESHOLD", "OptimizerTable", "assign_stars",
+           "choose_rate", "epochs_to_threshold", "measure_columns", "optimizer_table", "pick_rate", "rate_key",
+           "row_verdict", "run_measures", "star_tests", "stars", "tuning_split"]

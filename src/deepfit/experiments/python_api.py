@@ -162,6 +162,8 @@ def python_experiment(
     metric: str = "val_accuracy",
     backend: str = "auto",
     log: Callable[[str], None] | None = None,
+    equivalence: float | None = None,
+    direction: str | None = None,
 ) -> tuple[dict[str, Any], Path, str]:
     """The experiment (a plain tree), its directory and the backend for ``compare``'s Python form (see
     the module docstring); the arrays are written into the directory's ``data/``. ``base`` is a config dict the variants start from (its data and
@@ -238,7 +240,9 @@ def python_experiment(
     for vname, weights in initial.items():
         _write_initial_weights(out_dir / "weights" / vname, weights)
     experiment = {"name": name, "base": tree, "seeds": seed_list, "metric": metric,
-                  "reference": reference or next(iter(variants)), "variants": exp_variants}
+                  "reference": reference or next(iter(variants)), "variants": exp_variants,
+                  **({"equivalence": equivalence} if equivalence is not None else {}),
+                  **({"direction": direction} if direction is not None else {})}
     return experiment, out_dir, backend
 
 

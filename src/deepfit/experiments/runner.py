@@ -37,9 +37,12 @@ from deepfit.experiments.backends import Backend, make_backend
 from deepfit.experiments.python_api import is_python_experiment, python_experiment
 from deepfit.experiments.spec import Experiment, Variant, load_experiment
 from deepfit.experiments.store import LOCKS, PARTIAL, RUNS, is_finished, read_experiment, run_dir  # noqa: F401
-from deepfit.experiments.tables import write_tables
+from deepfit.experiments.sequential import MAX_SEEDS, MIN_SEEDS
+from deepfit.experiments.stats import column_of, merge_columns
+from deepfit.experiments.tables import final_value, write_tables
 from deepfit.experiments.task import WAIT, Outcome, Task, estimated_cost
-from deepfit.io import fsync_dir, read_json, storage_error, write_json
+from deepfit.experiments.until_decided import CROSSED_REFUSAL, Claim as RoundClaim, Rounds, Side, check_seeds
+from deepfit.io import fsync_dir, read_json, storage_error, write_atomic, write_json
 
 
 
@@ -75,7 +78,12 @@ class Claims:
 
 
 class Runner:
-    """One experiment's runs: what is pending, claiming a run, filing it when it is done."""
+    """One experiment's runs: what is pending, claiming a run, filing it when it is done.
+
+    Seeds until decided (:mod:`deepfit.experiments.until_decided`) give each variant its own
+    number of seeds (``exp.seeds_per_variant``) and grow it with :meth:`extend`; ``after`` names
+    another runner's variant whose run of the same seed must be finished first (task B on task A).
+    """
 
     def __init__(self, exp: Experiment, out: Path, log: Callable[[str], None] | None = None):
         self.exp, self.out = exp, out
@@ -83,9 +91,48 @@ class Runner:
         self.claims = Claims(out)
         self.trained: list[tuple[str, int]] = []
         self.leftovers: dict[str, Path] = {}  # run key -> an interrupted attempt to continue
-        configs = {(v.name, s): self.config(v, s) for v, s in exp.runs()}
-        self.expected = {key: dump_toml(cfg) for key, cfg in configs.items()}
-        self.costs = {key: estimated_cost(cfg.to_dict()) for key, cfg in configs.items()}
+        self.expected: dict[tuple[str, Any], str] = {}
+        self.costs: dict[tuple[str, Any], float] = {}
+        self.after: tuple["Runner", str] | None = None
+        self._add([(v, s) for s in exp.seeds for v in exp.variants])
+
+    def _add(self, runs) -> None:
+        for v, s in runs:
+            cfg = self.config(v, s)
+            self.expected[(v.name, s)] = dump_toml(cfg)
+            self.costs[(v.name, s)] = estimated_cost(cfg.to_dict())
+
+    def seed_sequence(self, count: int) -> list[int]:
+        """The first ``count`` seeds: the experiment's own, then the smallest unused non-negative integers."""
+        seeds, used, k = list(self.exp.seeds[:count]), set(self.exp.seeds), 0
+        while len(seeds) < count:
+            if k not in used:
+                seeds.append(k)
+            k += 1
+        return seeds
+
+    def extend(self, variant: str, count: int) -> None:
+        """Give ``variant`` its first ``count`` seeds (what it already had stays)."""
+        if self.exp.is_crossed:
+            raise ConfigError("a crossed init x order design cannot grow one seed at a time (see until_decided)")
+        new = [s for s in self.seed_sequence(count) if s not in self.exp.seeds]
+        if new:
+            self.exp.seeds.extend(new)
+            self._add([(v, s) for s in new for v in self.exp.variants])
+        counts = self.exp.seeds_per_variant
+        counts = dict(counts) if counts is not None else {v.name: 0 for v in self.exp.variants}
+        counts[variant] = max(counts.get(variant, 0), count)
+        self.exp.seeds_per_variant = counts
+        if self.out.is_dir():
+            write_json(self.out / "experiment.json", self.exp.to_dict())
+        if self.after is not None:
+            self.after[0].extend(self.after[1], count)
+
+    def ready(self, seed: Any) -> bool:
+        """Whether what this run builds on (``after``) is there."""
+        if self.after is None:
+            return True
+        return is_finished(run_dir(self.after[0].out, self.after[1], seed))
 
     def config(self, variant: Variant, seed: int) -> Config:
         cfg = self.exp.config(variant, seed)
@@ -155,10 +202,12 @@ class Runner:
             fsync_dir(target.parent)
             self.trained.append((task.variant, task.seed))
             last = outcome.final.get("last", {})
-            metric = self.exp.metric
-            shown = f"{metric} {last[metric]:.4f}" if isinstance(last.get(metric), float) else outcome.final["status"]
-            done = sum(is_finished(run_dir(self.out, v.name, s)) for v, s in self.exp.runs())
-            self.log(f"[{done}/{len(self.expected)}] {task.variant} seed {task.seed}: {shown} "
+            # A measure computed from the curve (Table 11-2's best accuracy) is not in the last epoch's logs.
+            metric = next((m for m in (self.exp.metric, "val_accuracy") if isinstance(last.get(m), float)), None)
+            shown = f"{metric} {last[metric]:.4f}" if metric else outcome.final["status"]
+            wanted = self.exp.runs()
+            done = sum(is_finished(run_dir(self.out, v.name, s)) for v, s in wanted)
+            self.log(f"[{done}/{len(wanted)}] {task.variant} seed {task.seed}: {shown} "
                      f"({outcome.final.get('seconds', 0.0):.1f}s, {outcome.worker.get('threads')} thread(s))")
         finally:
             self.claims.release(task.key)
@@ -182,17 +231,23 @@ class Schedule:
     programs and their data alive from one experiment to the next.
     """
 
-    def __init__(self, runners: Sequence[Runner], backend: Backend):
+    def __init__(self, runners: Sequence[Runner], backend: Backend, grow: Callable[[], bool] | None = None):
         self.runners = {str(r.out): r for r in runners}
         self.backend = backend
         self.lost: set[tuple[str, str]] = set()  # (experiment, run) whose worker died: not retried now
+        # Seeds until decided: looks at the claims whose round is complete and may add runs (True if it did).
+        self.grow = grow
+        self._look = grow is not None  # a run finished since the last look (or none taken yet)
 
     def tasks(self) -> Iterator[Task | object]:
         """Claims lazily, as the backend has room: concurrent drivers then share the grid."""
         runners = list(self.runners.values())
         while interrupt.pending() is None:
+            if self._look:
+                self._look = False
+                self.grow()
             pending = sorted(((r, v, s) for r, v, s in self.pending()
-                              if f"{v.name}__seed-{s}" not in r.claims.held),
+                              if f"{v.name}__seed-{s}" not in r.claims.held and r.ready(s)),
                              key=lambda item: -item[0].costs[(item[1].name, item[2])])
             got = False
             for r, v, s in pending:
@@ -207,8 +262,10 @@ class Schedule:
             if any(r.claims.held for r in runners):  # ours still in flight: let the backend finish them
                 yield WAIT
                 continue
-            left = self.pending()
+            left = [(r, v, s) for r, v, s in self.pending() if r.ready(s)]
             if not left:
+                if self.grow is not None and self.grow():
+                    continue
                 return
             # Everything left is held by another driver: wait for it; if that driver died, the run is ours.
             r, v, s = left[0]
@@ -233,6 +290,7 @@ class Schedule:
 
     def finish(self, task: Task, partial: Path, outcome: Outcome) -> None:
         self.runners[task.experiment].finish(task, partial, outcome, self.backend.name)
+        self._look = self.grow is not None
 
     def abandon(self, task: Task) -> None:
         self.runners[task.experiment].abandon(task)
@@ -252,7 +310,8 @@ class Schedule:
                     r.claims.release_all()
         left = self.pending()
         if signum is not None and left:
-            finished = sum(len(r.expected) for r in self.runners.values()) - len(left)
+            finished = sum(sum(is_finished(run_dir(r.out, v.name, s)) for v, s in r.exp.runs())
+                           for r in self.runners.values())
             where = ", ".join(str(r.out / PARTIAL) for r in self.runners.values())
             raise interrupt.Interrupted(
                 signum, f"stopped by {interrupt.name(signum)}: {finished} run(s) finished and kept, {len(left)} "
@@ -271,6 +330,9 @@ def compare(
     address: str | None = None,
     log: Callable[[str], None] | None = None,
     data: Any = None,
+    until_decided: bool = False,
+    min_seeds: int = MIN_SEEDS,
+    max_seeds: int = MAX_SEEDS,
     **options: Any,
 ) -> "ExperimentResult":
     """Run every (variant, seed) of an experiment, then write its tables
@@ -285,6 +347,11 @@ def compare(
     ``"local"`` (in this process), ``"pool"`` (``jobs`` processes) or ``"ray"``
     (``address`` of a cluster, or a local Ray); the per-run results do not
     depend on it.
+
+    ``until_decided``: instead of the experiment's fixed seeds, train every variant and the
+    reference ``min_seeds`` seeds, then one more round at a time for each comparison still
+    undecided, up to ``max_seeds`` (:mod:`deepfit.experiments.until_decided`); the experiment's
+    seeds give the order.
     """
     if is_python_experiment(experiment, data):
         experiment, out, backend = python_experiment(experiment, data=data, seeds=5 if seeds is None else seeds,
@@ -294,15 +361,22 @@ def compare(
         raise ConfigError(f"compare: {', '.join(options)} apply to variants given from Python with data=...; "
                           f"an experiment file sets them in its base config")
     exp = load_experiment(experiment, seeds=seeds, overrides=overrides)
+    if until_decided:
+        check_seeds(min_seeds, max_seeds)
+        if exp.is_crossed:
+            raise ConfigError(f"experiment {exp.name!r}: {CROSSED_REFUSAL}")
     out_dir = Path(out) if out is not None else Path("experiments") / exp.name
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"--out {str(out_dir)!r} is a file, not a directory; choose another --out")
     out_dir.mkdir(parents=True, exist_ok=True)
     runner = Runner(exp, out_dir, log)
     started = time.perf_counter()
+    rounds = comparison_rounds(runner, min_seeds, max_seeds) if until_decided else None
     costs = [runner.costs[(v.name, s)] for v, s in runner.pending()]
     with make_backend(backend, jobs=jobs, address=address, costs=costs, log=runner.log) as chosen:
-        Schedule([runner], chosen).run()
+        if rounds is not None:
+            rounds.per_round = per_round(chosen)
+        Schedule([runner], chosen, grow=rounds.grow if rounds is not None else None).run()
     try:
         result = write_tables(out_dir, exp)
     except OSError as e:
@@ -311,7 +385,36 @@ def compare(
                            "nothing more, it only writes the tables and report") from None
     result.trained = runner.trained
     result.seconds = time.perf_counter() - started
+    if rounds is not None:
+        result.rounds = rounds.lines
+        write_atomic(out_dir / "rounds.txt", "".join(f"{line}\n" for line in rounds.lines))
     return result
+
+
+def per_round(backend: Backend) -> int:
+    """Seeds a round adds to a claim: one (every worker still gets a run when several claims are open), but a
+    group on an accelerator trains a variant's seeds in one program, so it gets several at once."""
+    return 4 if backend.name == "group" else 1
+
+
+def comparison_rounds(runner: Runner, min_seeds: int, max_seeds: int) -> Rounds:
+    """Every variant against the reference, as claims grown round by round (``compare --until-decided``)."""
+    exp = runner.exp
+
+    def value(variant: str) -> Callable[[Any], float]:
+        return lambda seed: final_value(run_dir(runner.out, variant, seed), exp.metric)
+
+    def margin() -> float | None:
+        if exp.equivalence is not None:
+            return exp.equivalence
+        records = [read_json(run_dir(runner.out, v.name, s) / "final.json", "final record").get("columns", {})
+                   for v, s in exp.runs() if is_finished(run_dir(runner.out, v.name, s))][:1]
+        return column_of(merge_columns(records), exp.metric).margin
+
+    claims = [RoundClaim(f"{v.name} vs {exp.reference}", Side(runner, v.name, value(v.name)),
+                         Side(runner, exp.reference, value(exp.reference)), margin, max_seeds)
+              for v in exp.variants if v.name != exp.reference]
+    return Rounds(claims, min_seeds=min_seeds, log=runner.log)
 
 
 __all__ = ["Claims", "Outcome", "Runner", "Schedule", "Task", "compare", "is_finished", "read_experiment",

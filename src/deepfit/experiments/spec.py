@@ -7,7 +7,10 @@ An experiment file is TOML::
     seeds = [0, 1, 2, 3, 4]         # or a count: seeds = 5 means 0..4
     reference = "relu"              # the variant others are compared with (default: the first)
     metric = "val_accuracy"         # the headline metric of the report (default)
-    test = "t"                      # the paired test, chosen here before any data: "t" (default) or "wilcoxon"
+    test = "t"                      # the fixed-n test shown beside the verdict: "t" (default) or "wilcoxon"
+    equivalence = 0.005             # smallest difference of interest in the metric (default: one point of an
+                                    # accuracy-like metric, 0.01 of a crossentropy; else no "equivalent" verdict)
+    direction = "max"               # only for a metric whose Keras object declares no direction: "max" or "min"
     overrides = { "training.epochs" = 5 }   # applied to every variant, before its own
 
     [[variants]]
@@ -43,7 +46,8 @@ from typing import Any, Mapping, Sequence
 from deepfit.config import Config, load_config, parse_override, read_toml
 from deepfit.errors import ConfigError
 
-EXPERIMENT_KEYS = {"name", "base", "seeds", "reference", "metric", "test", "overrides", "variants"}
+EXPERIMENT_KEYS = {"name", "base", "seeds", "reference", "metric", "test", "overrides", "variants", "equivalence",
+                   "direction", "seeds_per_variant"}
 SEED_KEYS = {"init", "order"}
 TESTS = ("t", "wilcoxon")  # as deepfit.experiments.stats.TESTS (spec sits below stats: it does not import it)
 VARIANT_KEYS = {"name", "overrides"}
@@ -85,6 +89,10 @@ class Experiment:
     metric: str = "val_accuracy"
     overrides: dict[str, Any] = field(default_factory=dict)
     test: str = "t"
+    equivalence: float | None = None  # the equivalence margin δ of the metric (None: the metric's default)
+    direction: str | None = None  # "max" / "min" for a metric deepfit cannot tell the direction of
+    # Written by --until-decided: how many of ``seeds`` (the first ones) each variant trains; None: all.
+    seeds_per_variant: dict[str, int] | None = None
 
     @property
     def is_crossed(self) -> bool:
@@ -108,8 +116,11 @@ class Experiment:
                           f"{', '.join(v.name for v in self.variants)}")
 
     def runs(self) -> list[tuple[Variant, int]]:
-        """Every (variant, seed), seed-major so an interrupted sweep has every variant on its first seeds."""
-        return [(v, s) for s in self.seeds for v in self.variants]
+        """Every (variant, seed), seed-major so an interrupted sweep has every variant on its first seeds
+        (with ``seeds_per_variant``, each variant's first ones only)."""
+        counts = self.seeds_per_variant
+        return [(v, s) for i, s in enumerate(self.seeds) for v in self.variants
+                if counts is None or i < counts.get(v.name, 0)]
 
     def validate(self) -> None:
         """Build every run's config now, so a typo fails before hours of training."""
@@ -149,7 +160,10 @@ class Experiment:
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "base": self.base, "seeds": self.seeds_spec(), "reference": self.reference,
                 "metric": self.metric, "test": self.test, "overrides": self.overrides,
-                "variants": [{"name": v.name, "overrides": v.overrides} for v in self.variants]}
+                "variants": [{"name": v.name, "overrides": v.overrides} for v in self.variants],
+                **({"equivalence": self.equivalence} if self.equivalence is not None else {}),
+                **({"direction": self.direction} if self.direction is not None else {}),
+                **({"seeds_per_variant": dict(self.seeds_per_variant)} if self.seeds_per_variant is not None else {})}
 
 
 def _culprit(exp: Experiment, v: Variant) -> str:
@@ -307,11 +321,33 @@ def _from_tree(tree: dict[str, Any], origin: str, here: Path, default_name: str)
     if test not in TESTS:
         raise ConfigError(f"{origin}: test = {test!r} is not one of {', '.join(map(repr, TESTS))}; the test is "
                           f"chosen here, before any data, never from them (no 'auto')")
+    equivalence = tree.get("equivalence")
+    if equivalence is not None and (isinstance(equivalence, bool) or not isinstance(equivalence, (int, float))
+                                    or not 0 < equivalence < float("inf")):
+        raise ConfigError(f"{origin}: equivalence = {equivalence!r} must be a positive number in the metric's units "
+                          f"(e.g. equivalence = 0.005 for half a point of accuracy)")
+    direction = tree.get("direction")
+    if direction not in (None, "max", "min"):
+        raise ConfigError(f"{origin}: direction = {direction!r} must be 'max' (higher is better) or 'min' "
+                          f"(lower is better)")
     exp = Experiment(name=name, base=dict(base), variants=variants,
                      seeds=_seeds(tree.get("seeds", [0, 1, 2, 3, 4]), origin), reference=reference,
-                     metric=metric, overrides=_overrides(tree.get("overrides"), f"{origin}: overrides"), test=test)
+                     metric=metric, overrides=_overrides(tree.get("overrides"), f"{origin}: overrides"), test=test,
+                     equivalence=None if equivalence is None else float(equivalence), direction=direction,
+                     seeds_per_variant=_counts(tree.get("seeds_per_variant"), variants, origin))
     _check_test(exp, origin)
     return exp
+
+
+def _counts(value: Any, variants: list[Variant], origin: str) -> dict[str, int] | None:
+    if value is None:
+        return None
+    names = {v.name for v in variants}
+    if not isinstance(value, Mapping) or not all(k in names and isinstance(n, int) and not isinstance(n, bool)
+                                                   and n >= 0 for k, n in value.items()):
+        raise ConfigError(f"{origin}: seeds_per_variant (written by --until-decided) must map variant names to "
+                          f"seed counts; got {value!r}")
+    return dict(value)
 
 
 def _check_test(exp: Experiment, origin: str) -> None:

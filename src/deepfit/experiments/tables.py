@@ -5,7 +5,9 @@ column (``metrics.csv`` of each run). ``finals``: one row per (variant, seed)
 with its init and order seeds (equal for a plain seed), the metrics of the
 weights the run kept (none for a diverged run: NaN), the test metrics when
 there are any, the run's status and the threads it used. Both are written as
-CSV and Parquet.
+CSV and Parquet. ``columns.json``: what each column is (direction and range, as
+the runs' Keras metrics and losses recorded them in ``final.json``), so that the
+statistics and the report never guess it from a name.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ from typing import Any
 
 import pandas as pd
 
+from deepfit.errors import ConfigError
 from deepfit.experiments.store import LOCKS, is_finished, read_experiment, run_dir
 from deepfit.experiments.spec import Cell, Experiment, init_order
-from deepfit.io import read_json, write_atomic
+from deepfit.io import read_json, write_atomic, write_json
 
 
 @dataclass
@@ -36,21 +39,77 @@ class ExperimentResult:
     trained: list[tuple[str, int]] = field(default_factory=list)
     seconds: float = 0.0
     report: dict[str, Path] | None = None
+    columns: dict[str, Any] = field(default_factory=dict)  # name -> stats.Column, from the runs' records
+    rounds: list[str] = field(default_factory=list)  # what --until-decided did, one line a look
+
+    def column(self, metric: str | None = None):
+        """What ``metric`` is (stats.Column): from the runs' records, and the experiment file's ``direction``
+        for a metric whose Keras object declares none."""
+        from dataclasses import replace
+
+        from deepfit.experiments.stats import column_of
+
+        metric = metric or self.experiment.metric
+        c = column_of(self.columns, metric)
+        stated = self.experiment.direction if metric == self.experiment.metric else None
+        if stated is not None and c.direction is not None and stated != c.direction:
+            raise ConfigError(f"experiment {self.experiment.name!r}: direction = {stated!r}, but {metric!r} is a "
+                              f"metric to {'maximize' if c.direction == 'max' else 'minimize'} by its own Keras "
+                              f"object; remove direction (it is only for metrics deepfit cannot tell)")
+        return replace(c, direction=stated) if stated is not None else c
 
     def summary(self, metric: str | None = None):
         from deepfit.experiments.stats import describe
 
-        return describe(self.finals, metric or self.experiment.metric)
+        metric = metric or self.experiment.metric
+        return describe(self.finals, metric, column=self.column(metric))
 
     def comparisons(self, metric: str | None = None):
         from deepfit.experiments.stats import compare_to_reference
 
-        return compare_to_reference(self.finals, metric or self.experiment.metric, self.experiment.reference,
-                                    test=self.experiment.test)
+        metric = metric or self.experiment.metric
+        delta = self.experiment.equivalence if metric == self.experiment.metric else None
+        return compare_to_reference(self.finals, metric, self.experiment.reference, test=self.experiment.test,
+                                    column=self.column(metric), delta=delta, images=self.images(metric))
+
+    def images(self, metric: str):
+        """``(variant, seeds) -> (seeds × images)`` per-image correctness for ``metric``'s split, or None."""
+        from deepfit.experiments.stats import IMAGE_SPLITS
+
+        split = IMAGE_SPLITS.get(metric)
+        if split is None:
+            return None
+        return lambda variant, seeds: correctness_matrix(self.dir, variant, seeds, split)
+
+
+def correctness_matrix(exp_dir: Path, variant: str, seeds, split: str = "val"):
+    """(seeds × images) booleans from the runs' ``correctness.npz``; None if any run lacks them."""
+    import numpy as np
+
+    from deepfit.run import read_correctness
+
+    rows = []
+    for s in seeds:
+        c = read_correctness(run_dir(exp_dir, variant, s), split)
+        if c is None or (rows and len(c) != len(rows[0])):
+            return None
+        rows.append(c)
+    return np.stack(rows) if rows else None
+
+
+def final_value(run: Path, metric: str) -> float:
+    """A finished run's final ``metric`` as ``finals`` holds it (NaN for a diverged run or a missing metric)."""
+    final = read_json(run / "final.json", "final record")
+    if metric in ("test_loss", "test_accuracy"):
+        return float(final.get(metric, float("nan")))
+    if final.get("status") == "diverged":
+        return float("nan")
+    return float(final.get("last", {}).get(metric, float("nan")))
 
 
 def collect(exp_dir: Path, exp: Experiment) -> ExperimentResult:
-    rows, finals, missing = [], [], []
+    rows, finals, missing, records = [], [], [], []
+    older: dict[str, dict] = {}
     for v, s in sorted(exp.runs(), key=lambda r: ([x.name for x in exp.variants].index(r[0].name), r[1])):
         d = run_dir(exp_dir, v.name, s)
         if not is_finished(d):
@@ -65,6 +124,17 @@ def collect(exp_dir: Path, exp: Experiment) -> ExperimentResult:
         metrics["init_seed"], metrics["order_seed"] = init, order  # last: (variant, seed, epoch) lead the table
         rows.append(metrics)
         final = read_json(d / "final.json", "final record")
+        if "columns" in final:
+            records.append(final["columns"])
+        elif v.name not in older:  # recorded before runs kept them: ask the config's loss and metric objects
+            from deepfit.config import load_config
+            from deepfit.run import columns_of_config
+
+            try:
+                older[v.name] = columns_of_config(load_config(d / "config.toml"))
+            except (ConfigError, OSError):
+                older[v.name] = {}
+            records.append(older[v.name])
         worker = read_json(d / "worker.json", "worker record") if (d / "worker.json").is_file() else {}
         record: dict[str, Any] = {"variant": v.name, "seed": label, "init_seed": init, "order_seed": order,
                                   "status": final.get("status"), "epochs_run": final.get("epochs_run")}
@@ -78,7 +148,9 @@ def collect(exp_dir: Path, exp: Experiment) -> ExperimentResult:
         record["backend"] = worker.get("backend")
         finals.append(record)
     results = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["variant", "seed", "epoch"])
-    return ExperimentResult(exp_dir, exp, results, pd.DataFrame(finals), missing)
+    from deepfit.experiments.stats import merge_columns
+
+    return ExperimentResult(exp_dir, exp, results, pd.DataFrame(finals), missing, columns=merge_columns(records))
 
 
 def write_tables(exp_dir: str | Path, exp: Experiment) -> ExperimentResult:
@@ -94,6 +166,7 @@ def write_tables(exp_dir: str | Path, exp: Experiment) -> ExperimentResult:
             buf = io.BytesIO()
             df.to_parquet(buf, index=False)
             write_atomic(exp_dir / f"{name}.parquet", buf.getvalue())
+        write_json(exp_dir / "columns.json", {k: c.to_record() for k, c in result.columns.items()})
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)

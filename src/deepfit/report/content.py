@@ -9,33 +9,40 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deepfit.experiments.stats import compare_to_reference, crossed, describe, higher_is_better, seeds_needed_text
+from deepfit.experiments.stats import FEW_SEEDS_NOTE, crossed, describe
 from deepfit.experiments.tables import ExperimentResult, load_experiment_dir
 from deepfit.experiments.variance import decompose_table
 from deepfit.report import figures
 
-TEST_NOTE = (
-    "Comparisons pair each variant with the reference on the same seeds (same initial weights, same data order) "
-    "and test the per-seed differences with the test the experiment file chose before any data (default: the "
-    "paired t-test, whose interval is the one shown; 'wilcoxon': the signed-rank test, whose smallest p-value "
-    "with n seeds is 2/2^n, 0.0625 at 5 seeds, so below 6 seeds it can never reach 95%). When every seed moved "
-    "by exactly the same amount the t statistic is undefined: the exact sign test is used (p = 2·0.5^n). In a "
-    "crossed experiment (init × order seeds) the cells share seeds, so the mean difference is tested with the "
-    "crossed model (variance (MS_init + MS_order − MS_resid)/(IJ), Satterthwaite degrees of freedom). "
-    "p (Holm): Holm's step-down adjustment over all the comparisons of the table; verdicts use it. "
-    "Effect size d_z = mean difference / its standard deviation. Seeds needed: the seeds a paired t-test would "
-    "need for 80% power at α = 0.05/m (two-sided; m comparisons in the table, the strictest level Holm may "
-    "apply) if the true d_z were the observed one: "
-    "a rough guide (the observed effect is noisy); above 100 the effect is too small for more seeds to settle it. "
-    "In a crossed comparison d_z uses the sd of one cell's difference and seeds needed counts plain seeds (a "
-    "fresh init and order each): a grid's mean averages over only I init and J order seeds, so it needs about "
-    "that many of each when the init or order variance dominates."
+VERDICT_NOTE = (
+    "Verdicts survive looking. Each comparison pairs the two on the same seeds (same initial weights, same data "
+    "order) and reads its verdict off an anytime-valid confidence sequence for the mean difference (the safe "
+    "t-test of Pérez-Ortiz, Lardy, de Heide and Grünwald 2024, Cauchy prior of scale 1 on the standardized "
+    "effect; see docs/verdicts.md), at level 1 − 0.05/m for a family of m comparisons: all m intervals hold at "
+    "once with 95% probability, however many times seeds were added and looked at. The verdict is taken at the "
+    "first look, from 3 seeds on, where the interval lies above 0, below 0, or inside ±δ (δ: the smallest "
+    "difference of interest, one point of an accuracy unless the experiment file sets equivalence): better / "
+    "worse (or confirmed / the opposite holds for a claim), equivalent within ±δ, else undecided at N seeds, "
+    "with the seeds that would decide it at the observed mean and spread (rough). What each interval covers: "
+    "the verdict's interval and the 95% t interval vary what a seed changes (initial weights, data order, "
+    "dropout masks) on these validation images; 'seeds + images' also varies the validation images (a fresh "
+    "sample of as many from the same distribution), from each run's per-image correctness and the crossed "
+    "seeds × images model (variance (MS_seed + MS_image − MS_resid)/(S·I), Satterthwaite df); it is wider "
+    "when the images, not the seeds, dominate. P(A > B): the chance that a fresh seed of the first beats a "
+    "fresh seed of the second (ties half), with a 95% bootstrap interval over seeds. Beside the verdict, for "
+    "reference only, the fixed-n test the experiment chose (paired t by default; 'wilcoxon' cannot reach 95% "
+    "below 6 seeds; exact ties use the sign test) and its Holm-adjusted p: they do not decide, because a "
+    "fixed-n test repeated as seeds are added is wrong more often than it says. In a crossed experiment "
+    "(init × order seeds) the grid is judged at its fixed size: its interval is the crossed model's "
+    "(variance (MS_init + MS_order − MS_resid)/(IJ), Satterthwaite df) at level 1 − 0.05/m, read the same way."
 )
+TEST_NOTE = VERDICT_NOTE
 INTERVAL_NOTE = (
-    "95% CI: Student-t interval of the mean; an interval that crossed the metric's range (accuracy in [0, 1], "
-    "losses ≥ 0) is clipped there and marked *. With fewer than 3 seeds no interval is meaningful and none is "
-    "given. Diverged runs have no metrics (their weights are NaN): they are excluded from the statistics and "
-    "counted in 'diverged'."
+    "95% CI: Student-t interval of the mean over seeds (what a seed changes, on these validation images); an "
+    "interval that crossed a bound the metric is known to have (from its Keras object: an accuracy in [0, 1], "
+    "a loss ≥ 0 only when the loss and every penalty are known non-negative) is clipped there and marked *. "
+    f"One rule for few seeds: {FEW_SEEDS_NOTE}. Diverged runs have no metrics (their weights are NaN): they "
+    "are excluded from the statistics and counted in 'diverged'."
 )
 CROSSED_INTERVAL_NOTE = (
     " Crossed cells share init and order seeds, so they are not independent draws: the interval of a variant's "
@@ -113,7 +120,43 @@ def seeds_text(exp) -> str:
 
 
 def needed_text(verdict: str, needed: float, test: str = "") -> str:
-    return seeds_needed_text(needed, test == "crossed t") if verdict.startswith("not distinguishable") else "—"
+    """The seeds that would decide an undecided comparison (rough), or a dash."""
+    if not verdict.startswith("undecided") or test == "crossed t":
+        return "—"
+    if needed != needed:
+        return "n/a"
+    return "more than 1000" if math.isinf(needed) else f"about {int(needed)}"
+
+
+def direction_text(column) -> str:
+    if column.direction == "max":
+        return "higher is better"
+    if column.direction == "min":
+        return "lower is better"
+    return "direction unknown: its Keras metric declares none; set direction = 'max' or 'min' in the experiment file"
+
+
+def pair_text(lo: float, hi: float) -> str:
+    return "n/a" if lo != lo else f"[{fmt(lo)}, {fmt(hi)}]"
+
+
+def superior_text(p: float, lo: float, hi: float) -> str:
+    return "n/a" if p != p else f"{p:.2f} [{lo:.2f}, {hi:.2f}]"
+
+
+def comparison_rows(comp) -> list[list[str]]:
+    """The rows of a comparison table (compare's and the report's)."""
+    return [[r.variant, f"{r.n}" + (f" of {r.available}" if r.available > r.n else ""), fmt(r.mean_diff),
+             pair_text(r.cs_low, r.cs_high), pair_text(r.ci_low, r.ci_high), pair_text(r.images_low, r.images_high),
+             fmt(r.effect_size, 2), superior_text(r.p_superior, r.p_superior_low, r.p_superior_high),
+             "none" if r.delta != r.delta else f"±{r.delta:g}", r.verdict, needed_text(r.verdict, r.to_decide, r.test),
+             f"{r.test} p={fmt_p(r.p_value)}, Holm {fmt_p(r.p_holm)}"]
+            for r in comp.itertuples()]
+
+
+COMPARISON_HEADER = ["variant", "seeds", "mean difference", "verdict's interval (anytime)", "95% CI (seeds)",
+                     "95% CI (seeds + images)", "d_z", "P(variant > reference)", "δ", "verdict",
+                     "seeds to decide", "fixed-n test (not deciding)"]
 
 
 def variance_section(finals, metric: str, order: list[str]) -> ReportContent | None:
@@ -164,33 +207,30 @@ def build(exp_dir: str | Path) -> ReportContent:
         return content
     n_diverged = diverged.groupby("variant").size().to_dict() if len(diverged) else {}
     for m in _metrics(result):
-        d = describe(finals, m)
+        d = describe(finals, m, column=result.column(m))
         d = d.set_index("variant").loc[[v for v in order if v in set(d["variant"])]].reset_index()
-        better = "higher" if higher_is_better(m) else "lower"
         content.tables.append(Table(
-            f"Final {m} ({better} is better)",
+            f"Final {m} ({direction_text(result.column(m))})",
             ["variant", "seeds", "diverged", "mean", "std", "95% CI"],
             [[r.variant, str(r.n), str(n_diverged.get(r.variant, 0)), fmt(r.mean), fmt(r.std),
               interval_text(r.ci_low, r.ci_high, r.clipped, r.note)] for r in d.itertuples()],
             "" if content.tables else INTERVAL_NOTE + (CROSSED_INTERVAL_NOTE if exp.is_crossed else "")))
     metric = exp.metric
-    comp = compare_to_reference(finals, metric, exp.reference, test=exp.test)
+    comp = result.comparisons(metric)
     content.tables.insert(1, Table(
         f"Each variant against {exp.reference} ({metric}, difference = variant − {exp.reference})",
-        ["variant", "seeds", "mean difference", "95% CI", "test", "p", "p (Holm)", "d_z", "seeds needed (80% power)",
-         "verdict"],
-        [[r.variant, str(r.n), fmt(r.mean_diff), f"[{fmt(r.ci_low)}, {fmt(r.ci_high)}]", r.test,
-          fmt_p(r.p_value), fmt_p(r.p_holm), fmt(r.effect_size, 2), needed_text(r.verdict, r.seeds_needed, r.test),
-          r.verdict]
-         for r in comp.itertuples()],
-        TEST_NOTE))
+        COMPARISON_HEADER, comparison_rows(comp), VERDICT_NOTE))
+    if result.rounds or (Path(exp_dir) / "rounds.txt").is_file():
+        lines = result.rounds or (Path(exp_dir) / "rounds.txt").read_text(encoding="utf-8").splitlines()
+        content.intro.append("Seeds until decided: " + "; ".join(lines) + ".")
     section = variance_section(finals, metric, order)
     if section is not None:
         content.sections.append(section)
     for m in [metric] + [x for x in ("val_loss", "loss") if x != metric and x in results.columns]:
         if m in results.columns:
             content.figures.append(Figure(f"curves_{m}", f"Learning curves: {m} per epoch, mean over seeds with "
-                                          f"95% t band", figures.learning_curves(results, m, order)))
+                                          f"95% t band", figures.learning_curves(results, m, order,
+                                                                                 result.column(m))))
     content.figures.append(Figure(f"final_{metric}", f"Final {metric} per variant: seeds, mean and 95% interval",
-                                  figures.final_metric(finals, metric, order)))
+                                  figures.final_metric(finals, metric, order, result.column(metric))))
     return content

@@ -25,9 +25,10 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
-def learning_curves(results: pd.DataFrame, metric: str, order: list[str] | None = None) -> bytes:
-    """Mean ``metric`` per epoch for each variant, with its 95% t band over seeds."""
-    table = curves(results, metric)
+def learning_curves(results: pd.DataFrame, metric: str, order: list[str] | None = None, column=None) -> bytes:
+    """Mean ``metric`` per epoch for each variant, with its 95% t band over seeds (clipped to ``column``'s
+    known range, if any)."""
+    table = curves(results, metric, column=column)
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     for variant in order or list(dict.fromkeys(table["variant"])):
         rows = table[table["variant"] == variant]
@@ -43,9 +44,9 @@ def learning_curves(results: pd.DataFrame, metric: str, order: list[str] | None 
     return _png(fig)
 
 
-def final_metric(finals: pd.DataFrame, metric: str, order: list[str] | None = None) -> bytes:
+def final_metric(finals: pd.DataFrame, metric: str, order: list[str] | None = None, column=None) -> bytes:
     """Each seed's final ``metric`` (dots) and the variant's mean with its 95% t interval (bar)."""
-    table = describe(finals, metric).set_index("variant")
+    table = describe(finals, metric, column=column).set_index("variant")
     names = [v for v in (order or list(table.index)) if v in table.index]
     fig, ax = plt.subplots(figsize=(6.4, 0.9 + 0.5 * len(names)))
     for i, variant in enumerate(names):

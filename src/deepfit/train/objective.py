@@ -56,6 +56,44 @@ def metric_names() -> list[str]:
     return sorted(names | {"accuracy", "acc"})
 
 
+# What a value can be follows from what the metric or loss *is* (its class or function), never from its name.
+_UNIT_INTERVAL_METRICS = tuple(getattr(keras.metrics, n) for n in (
+    "Accuracy", "BinaryAccuracy", "CategoricalAccuracy", "SparseCategoricalAccuracy", "TopKCategoricalAccuracy",
+    "SparseTopKCategoricalAccuracy", "AUC", "Precision", "Recall", "PrecisionAtRecall", "RecallAtPrecision",
+    "SensitivityAtSpecificity", "SpecificityAtSensitivity", "IoU", "MeanIoU", "BinaryIoU", "OneHotIoU",
+    "OneHotMeanIoU"))
+# Means of a non-negative quantity (squared or absolute errors, hinges, crossentropies of probabilities).
+# Not KLDivergence or Poisson, which go below 0 for targets that are not distributions or counts.
+_NON_NEGATIVE_METRICS = tuple(getattr(keras.metrics, n) for n in (
+    "MeanSquaredError", "MeanAbsoluteError", "RootMeanSquaredError", "MeanAbsolutePercentageError",
+    "MeanSquaredLogarithmicError", "Hinge", "SquaredHinge", "CategoricalHinge", "LogCoshError",
+    "BinaryCrossentropy", "CategoricalCrossentropy", "SparseCategoricalCrossentropy"))
+_NON_NEGATIVE_LOSSES = tuple(getattr(keras.losses, n) for n in (
+    "sparse_categorical_crossentropy", "categorical_crossentropy", "binary_crossentropy",
+    "binary_focal_crossentropy", "categorical_focal_crossentropy", "mean_squared_error", "mean_absolute_error",
+    "mean_absolute_percentage_error", "mean_squared_logarithmic_error", "hinge", "squared_hinge",
+    "categorical_hinge", "log_cosh", "huber"))
+_NON_NEGATIVE_PENALTIES = tuple(getattr(keras.regularizers, n) for n in ("L1", "L2", "L1L2", "OrthogonalRegularizer"))
+CROSSENTROPY_LOSSES = tuple(getattr(keras.losses, n) for n in (
+    "sparse_categorical_crossentropy", "categorical_crossentropy", "binary_crossentropy",
+    "binary_focal_crossentropy", "categorical_focal_crossentropy"))
+
+
+def penalties_non_negative(model: Any) -> bool:
+    """Whether every loss a model adds to the objective is known to be >= 0: Keras's own layers with Keras's
+    l1 / l2 / l1_l2 / orthogonal regularizers (a custom layer may ``add_loss`` anything)."""
+    layers = getattr(model, "_flatten_layers", None)
+    if layers is None:
+        return False
+    for layer in layers(include_self=False):
+        if not type(layer).__module__.startswith(("keras.", "deepfit.")):
+            return False
+        for name, value in vars(layer).items():
+            if name.endswith("regularizer") and value is not None and not isinstance(value, _NON_NEGATIVE_PENALTIES):
+                return False
+    return True
+
+
 def _keras_objects(module) -> dict[str, Any]:
     return {n: getattr(module, n) for n in dir(module) if not n.startswith("_") and callable(getattr(module, n))}
 
@@ -182,9 +220,11 @@ class Objective:
     """
 
     def __init__(self, loss: Any, metrics: Sequence[Any] = (), weighted_metrics: Sequence[Any] = (), *,
-                 y_true: Any, y_pred: Any, compile_metrics: Any = None):
+                 y_true: Any, y_pred: Any, compile_metrics: Any = None, model: Any = None):
         y_true, y_pred = _example(y_true), _example(y_pred)
         self.loss_spec = loss
+        # The logged loss adds the model's regularization penalties: it is >= 0 only if they are too.
+        self.penalties_non_negative = model is not None and penalties_non_negative(model)
         self.loss_fn = compile_utils.get_loss(resolve_loss(loss), y_true, y_pred)
         if compile_metrics is None:
             compile_metrics = compile_utils.CompileMetrics(
@@ -211,7 +251,8 @@ class Objective:
         """The loss and metrics a model was compiled with (``model.compile(optimizer, loss, metrics)``)."""
         compiled = getattr(model, "_compile_metrics", None)
         return cls(model.loss, y_true=y_true, y_pred=y_pred,
-                   compile_metrics=compiled if compiled is not None else compile_utils.CompileMetrics(None, None))
+                   compile_metrics=compiled if compiled is not None else compile_utils.CompileMetrics(None, None),
+                   model=model)
 
     @classmethod
     def for_model(cls, loss: Any, metrics: Sequence[Any], model: keras.Model, y_true: Any = None,
@@ -225,7 +266,7 @@ class Objective:
             name = loss if isinstance(loss, str) else (loss.get("name") if isinstance(loss, Mapping) else "")
             y_true = np.zeros((1,), np.int32) if "sparse" in str(name) else np.zeros((1, *out), np.float32)
         return cls(loss, metrics, y_true=y_true, y_pred=np.zeros((1, *out), np.float32),
-                   compile_metrics=compile_metrics)
+                   compile_metrics=compile_metrics, model=model)
 
     # -- the pure function the step calls ---------------------------------------
     def __call__(self, y: Any, y_pred: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -258,6 +299,59 @@ class Objective:
                 at += size
             logs.update({prefix + k: float(v) for k, v in self.metrics.stateless_result(parts).items()})
         return logs
+
+    # -- what each logged value is --------------------------------------------
+    def _by_name(self) -> dict[str, Any]:
+        """Each logged metric name with its Keras metric object (names Keras could not tie to one map to None)."""
+        objects = {m.name: m for m in self.metrics.metrics}
+        return {name: objects.get(name) for name in self.metric_names}
+
+    def directions(self) -> dict[str, str | None]:
+        """``{log name: "max" | "min" | None}`` for the loss, every metric and their ``val_`` forms.
+
+        As Keras 3's ``MonitorCallback._set_monitor_op``: the loss is minimized; a
+        metric goes the way its ``_direction`` says ('up' → "max", 'down' → "min");
+        a metric that declares none has None (whoever needs a direction asks for one).
+        """
+        out: dict[str, str | None] = {"loss": "min"}
+        for name, m in self._by_name().items():
+            way = getattr(m, "_direction", None)
+            out[name] = {"up": "max", "down": "min"}.get(way) if isinstance(way, str) else None
+        return {**out, **{f"val_{k}": v for k, v in out.items()}}
+
+    def ranges(self) -> dict[str, tuple[float, float]]:
+        """``{log name: (low, high)}``: the values each logged quantity can take, from what it is.
+
+        Accuracy-family metrics, AUC, precision, recall and IoUs lie in [0, 1];
+        means of squared or absolute errors, hinges and crossentropies are >= 0;
+        the loss is >= 0 only when its Keras loss is one of those *and* every
+        penalty the model adds is a Keras l1 / l2 regularizer. Anything else is
+        unbounded: an interval is clipped only where the bound is known.
+        """
+        loss_fn = getattr(self.loss_fn, "fn", None)
+        low = 0.0 if loss_fn in _NON_NEGATIVE_LOSSES and self.penalties_non_negative else -np.inf
+        out: dict[str, tuple[float, float]] = {"loss": (low, np.inf)}
+        for name, m in self._by_name().items():
+            if isinstance(m, _UNIT_INTERVAL_METRICS):
+                out[name] = (0.0, 1.0)
+            elif isinstance(m, _NON_NEGATIVE_METRICS):
+                out[name] = (0.0, np.inf)
+            else:
+                out[name] = (-np.inf, np.inf)
+        return {**out, **{f"val_{k}": v for k, v in out.items()}}
+
+    def columns(self) -> dict[str, dict[str, Any]]:
+        """What a run records about each logged value (``final.json`` "columns"; JSON: ``None`` for ±inf):
+        its direction, its range, and whether it is a crossentropy (whose equivalence margin has a default)."""
+        kind = "crossentropy" if getattr(self.loss_fn, "fn", None) in CROSSENTROPY_LOSSES else None
+        ranges = self.ranges()
+        out = {}
+        for name, way in self.directions().items():
+            lo, hi = ranges.get(name, (-np.inf, np.inf))
+            out[name] = {"direction": way, "range": [lo if np.isfinite(lo) else None, hi if np.isfinite(hi) else None]}
+            if name.removeprefix("val_") == "loss" and kind:
+                out[name]["kind"] = kind
+        return out
 
     def _check_runs_in_jax(self, y_true, y_pred) -> None:
         """Trace the loss and each metric once on the batch shapes, so a loss or metric that cannot run in

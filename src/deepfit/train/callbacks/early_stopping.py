@@ -36,6 +36,9 @@ class EarlyStopping(Callback):
         self._best_state = None
         self.restored_epoch: int | None = None  # 1-based epoch whose weights the model holds, once restored
 
+    def on_fit_begin(self, trainer) -> None:
+        self.mode = self.watch.resolve(trainer)  # "auto": the metric's own direction, as Keras 3
+
     def on_epoch_end(self, trainer, epoch: int, logs: dict[str, Any]) -> None:
         value = self.watch.value(logs)
         if epoch < self.start_from_epoch:

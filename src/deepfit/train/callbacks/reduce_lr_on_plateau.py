@@ -43,6 +43,9 @@ class ReduceLROnPlateau(Callback):
         self.cooldown_counter = 0
         self.reductions: list[dict[str, float]] = []
 
+    def on_fit_begin(self, trainer) -> None:
+        self.mode = self.watch.resolve(trainer)  # "auto": the metric's own direction, as Keras 3
+
     def on_epoch_end(self, trainer, epoch: int, logs: dict[str, Any]) -> None:
         value = self.watch.value(logs)
         if self.cooldown_counter > 0:
