@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,ray]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,ray,export]'
 	@# An editable install skips the wheel's .pth: put it in place so `import keras` first finds JAX.
 	$(BIN)/python -c "import shutil, sysconfig; shutil.copy('src/deepfit-keras-backend.pth', sysconfig.get_paths()['purelib'])"
 	touch $(STAMP)

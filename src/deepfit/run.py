@@ -47,6 +47,7 @@ from deepfit.data.prepare import Dataset, load_data
 from deepfit.errors import CheckpointError, ConfigError, StorageError
 from deepfit.io import MANIFEST, read_json, storage_error, verify_manifest, write_atomic, write_json, write_manifest
 from deepfit.nn.build import reseed_noise
+from deepfit.nn.sparsity import sparsity
 from deepfit.optim.plan import make_optimizer_and_schedule
 from deepfit.serialize import load_model, save_model
 from deepfit.preflight import build_checked, check_resources
@@ -537,6 +538,8 @@ def final_record(trainer: Trainer, dataset: Dataset, seconds: float) -> dict[str
                                "last_finite_epoch": history[-1] if history else None}
     if dataset.x_test is not None and status != "diverged":
         final["test_loss"], final["test_accuracy"] = trainer.evaluate(dataset.x_test, dataset.y_test)
+    if status != "diverged":  # exact zeros per Dense kernel: what l1 under FTRL, or pruning, made
+        final["sparsity"] = sparsity(trainer.model)
     return final
 
 
