@@ -273,7 +273,10 @@ def export(
         if not save:
             shutil.rmtree(tmp)
             return Exported(None, exported, record)
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it 0700; the user's umask decides, as for any folder
+        mask = _umask()  # mkdtemp and atomic writes make 0700 / 0600: the user's umask decides, as for any file
+        for f in tmp.iterdir():
+            os.chmod(f, 0o666 & ~mask)
+        os.chmod(tmp, 0o777 & ~mask)
         _replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

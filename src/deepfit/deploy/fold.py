@@ -82,7 +82,13 @@ def _why_not(layers: list, i: int) -> tuple[int | None, str, str]:
     k, after = _neighbour(layers, i, +1)
     if after is not None and isinstance(after, keras.layers.Dense):
         return k, "before_dense", ""
-    name = lambda layer: "nothing" if layer is None else f"{layer.name} ({type(layer).__name__})"  # noqa: E731
+    def name(layer) -> str:
+        if layer is None:
+            return "nothing"
+        if isinstance(layer, keras.layers.Dense):
+            return f"{layer.name} (Dense, activation {keras.activations.serialize(layer.activation)})"
+        return f"{layer.name} ({type(layer).__name__})"
+
     return None, "", (f"it follows {name(before)} and precedes {name(after)}: folding needs a Dense layer without "
                       "activation right before it, or a Dense layer right after it (Dropout-like layers may sit "
                       "in between)")

@@ -14,6 +14,8 @@ Neither is assumed faster: :mod:`deepfit.deploy.export` measures both.
 
 from __future__ import annotations
 
+import warnings
+
 import keras
 
 PRECISIONS = ("float32", "float16", "bfloat16", "int8")
@@ -34,7 +36,9 @@ def quantized_int8(model: keras.Model) -> keras.Model:
     """A copy of ``model`` quantized by Keras (``Model.quantize("int8")``: Dense, EinsumDense and Embedding)."""
     out = keras.models.clone_model(model)
     out.set_weights(model.get_weights())
-    out.quantize("int8")
+    with warnings.catch_warnings():  # Keras warns for every layer it leaves alone (Flatten, BatchNormalization)
+        warnings.filterwarnings("ignore", message=".*does not have a `quantize` method")
+        out.quantize("int8")
     return out
 
 
