@@ -32,6 +32,7 @@ class Entry:
     variant: str | None = None  # when ``config`` is an experiment file: the variant this entry runs
     overrides: dict[str, Any] = field(default_factory=dict)  # applied in every mode
     lr_rule: bool = False  # the learning rate is chosen first (chapter_tables.choose_rate), not the config's
+    needs: tuple[str, ...] = ()  # entries besides ``after`` whose runs it reads or its claims compare it with
 
 
 TRANSFER_QUICK = {"training.freeze": [{"epochs": 1, "trainable": "head"}, {"epochs": 1, "trainable": "all"}]}
@@ -77,6 +78,7 @@ CATALOG: list[Entry] = [
 TABLES: dict[str, str] = {
     "table_11_2": "Table 11-2: optimizer comparison (convergence speed and quality)",
     "table_11_3_11_4": "Tables 11-3 and 11-4: the default and the self-normalizing configurations",
+    "last_page": "The chapter's last page: fast, small and sparse models, augmentation, abstaining",
 }
 
 # The presets train for the notebook baseline's 10 epochs and without early stopping, so that every
@@ -106,18 +108,50 @@ CATALOG += [
           "presets/self_normalizing_20.toml", "val_accuracy", None, table="table_11_3_11_4", overrides=PRESET_RUN),
 ]
 
+# The chapter's last page (its closing advice, never run in the notebook): trained entries (configs/last_page/)
+# and measured ones (config None: numbers computed per seed from other entries' runs, experiments/last_page.py).
+LAST_PAGE = "last_page"
+CATALOG += [
+    Entry("dense_adam", "Last page: 784-300-100-10 ELU + He, Adam, 10 epochs (the dense reference)",
+          "last_page/dense_adam.toml", "test_accuracy", None, table=LAST_PAGE),
+    Entry("adam_l1", "Last page: dense_adam with l1(1e-4) on every kernel", "last_page/adam_l1.toml",
+          "test_accuracy", None, table=LAST_PAGE),
+    Entry("ftrl_l1", "Last page: dense_adam trained with FTRL and its l1 (0.05), rate 0.2", "last_page/ftrl_l1.toml",
+          "test_accuracy", None, table=LAST_PAGE),
+    Entry("task_b_augmented", "Last page: task B from scratch (200 images) with data augmentation",
+          "last_page/task_b_augmented.toml", "test_accuracy", None, transfer=True, table=LAST_PAGE,
+          needs=("task_b_scratch",)),
+    Entry("bn_folded", "Last page: the batch_norm network with its batch norm folded into the Dense layers", None,
+          "predictions_per_second_b1", None, after="batch_norm", table=LAST_PAGE),
+    Entry("activation_speed", "Last page: prediction speed of 784-300-100-10 with leaky ReLU (leaky_relu), ELU "
+          "(l2_free) and SELU (max_norm_free)", None, "predictions_per_second_b1", None, after="leaky_relu",
+          needs=("l2_free", "max_norm_free"), table=LAST_PAGE),
+    Entry("precision", "Last page: the leaky_relu network in float32, float16 and int8 (Keras)", None,
+          "test_accuracy", None, after="leaky_relu", table=LAST_PAGE),
+    Entry("sparse", "Last page: sparsity-accuracy curves of dense_adam, adam_l1 and ftrl_l1 (tiny weights zeroed)",
+          None, "test_accuracy", None, after="dense_adam", needs=("adam_l1", "ftrl_l1"), table=LAST_PAGE),
+    Entry("mc_abstain", "Last page: abstaining on the 10% least sure test images, MC dropout vs deterministic",
+          None, "accuracy_at_90_coverage", None, after="dropout", table=LAST_PAGE),
+]
+
 NOTEBOOK_IDS = [e.id for e in CATALOG if not e.baseline and e.table is None]
 
 
 @dataclass(frozen=True)
 class Claim:
-    """``better`` beats ``worse`` on ``metric`` (same seeds), as the notebook says or implies."""
+    """``better`` beats ``worse`` on ``metric`` (same seeds), as the notebook says or implies.
+
+    ``equivalence``: the smallest difference that matters (δ): the claim is that the two are
+    equivalent within ±δ ("float16 costs less than δ of accuracy"), which a paired test can
+    show (the two one-sided tests, TOST) as it can show a difference.
+    """
 
     id: str
     text: str
     better: str  # entry id (or "mc_dropout:deterministic" style column references, see values())
     worse: str
     metric: str
+    equivalence: float | None = None
 
 
 CLAIMS: list[Claim] = [
@@ -151,6 +185,38 @@ CLAIMS: list[Claim] = [
           "is better with batch norm", "table_11_3_deep", "table_11_3_deep_no_bn", "val_accuracy"),
 ]
 
+# The chapter's last page. Speed: predictions per second at batch 1 (one request), JAX jit, the compared
+# models timed in alternation; equivalence margins: δ of test accuracy below which a change does not matter.
+CLAIMS += [
+    Claim("fold_keeps_predictions", "Folding batch norm into the Dense layers keeps the predictions (test accuracy "
+          "equivalent within ±0.0001; every probability within 1e-5: bn_folded/)", "bn_folded",
+          "bn_folded:original", "test_accuracy", equivalence=1e-4),
+    Claim("fold_faster", "Folding batch norm makes prediction faster (batch 1)", "bn_folded", "bn_folded:original",
+          "predictions_per_second_b1"),
+    Claim("leaky_faster_than_elu", "Leaky ReLU predicts faster than ELU, same network (batch 1)",
+          "activation_speed", "activation_speed:elu", "predictions_per_second_b1"),
+    Claim("leaky_faster_than_selu", "Leaky ReLU predicts faster than SELU, same network (batch 1)",
+          "activation_speed", "activation_speed:selu", "predictions_per_second_b1"),
+    Claim("float16_costs_little", "float16 costs less than half a point of test accuracy (equivalence ±0.005)",
+          "precision:float16", "precision", "test_accuracy", equivalence=0.005),
+    Claim("int8_costs_little", "int8 (Keras's quantize) costs less than half a point of test accuracy "
+          "(equivalence ±0.005)", "precision:int8", "precision", "test_accuracy", equivalence=0.005),
+    Claim("float16_faster", "float16 predicts faster than float32 (batch 1)", "precision:float16", "precision",
+          "predictions_per_second_b1"),
+    Claim("int8_faster", "int8 predicts faster than float32 (batch 1)", "precision:int8", "precision",
+          "predictions_per_second_b1"),
+    Claim("l1_pruned_keeps_accuracy", "l1 + zeroing the smallest 90% of the weights keeps the dense model's test "
+          "accuracy (equivalence ±0.01)", "sparse:adam_l1_pruned90", "sparse", "test_accuracy", equivalence=0.01),
+    Claim("ftrl_sparser", "FTRL + l1 reaches a sparser model than Adam + l1 at the same accuracy (fraction of zero "
+          "weights at the accuracy both reach, minus 1 point)", "sparse:ftrl_l1", "sparse:adam_l1",
+          "sparsity_at_target"),
+    Claim("augmentation_helps", "Data augmentation improves task B from scratch (200 images)", "task_b_augmented",
+          "task_b_scratch", "test_accuracy"),
+    Claim("mc_abstains_better", "MC dropout's uncertainty abstains better: accuracy on the 90% of test images it is "
+          "most sure of, MC mean vs deterministic softmax", "mc_abstain", "mc_abstain:deterministic",
+          "accuracy_at_90_coverage"),
+]
+
 
 def entry(id: str) -> Entry:
     for e in CATALOG:
@@ -177,7 +243,23 @@ def _verdict_text(claim: "Claim", p: Paired, alpha: float) -> str:
         return "confirmed"
     if decided and sign * p.mean_diff < 0:
         return "not confirmed: the opposite holds"
+    if claim.equivalence is not None and equivalent(p, claim.equivalence, alpha / max(p.family, 1)):
+        return f"equivalent within ±{claim.equivalence:g}"
     return f"not distinguishable at {100 * (1 - alpha):.0f}% with {p.n} seed{'s' if p.n != 1 else ''}"
+
+
+def equivalent(p: Paired, delta: float, alpha: float) -> bool:
+    """Schuirmann's two one-sided tests at level ``alpha`` (α/m in a family of m: Bonferroni): the mean
+    difference is within ±δ when the (1 − 2α) t interval lies inside (−δ, δ). With no spread at all
+    (every seed moved by the same amount) the difference itself is compared."""
+    if p.n < 2 or not np.isfinite(p.mean_diff):
+        return False
+    if not p.std_diff > 0:
+        return abs(p.mean_diff) < delta
+    from scipy import stats as sps
+
+    half = float(sps.t.ppf(1 - alpha, p.n - 1)) * p.std_diff / np.sqrt(p.n)
+    return -delta < p.mean_diff - half and p.mean_diff + half < delta
 
 
 def judge(claim: Claim, better: dict[int, float], worse: dict[int, float], alpha: float = 0.05) -> Verdict:

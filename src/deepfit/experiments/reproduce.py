@@ -30,7 +30,8 @@ import numpy as np
 import pandas as pd
 
 from deepfit.errors import ConfigError
-from deepfit.experiments.catalog import CATALOG, CLAIMS, TABLES, Entry, Verdict, entry, judge_all
+from deepfit.experiments import last_page
+from deepfit.experiments.catalog import CATALOG, CLAIMS, LAST_PAGE, TABLES, Entry, Verdict, entry, judge_all
 from deepfit.experiments.stats import bounds, t_interval
 from deepfit.io import read_json, write_atomic, write_json
 
@@ -78,6 +79,8 @@ def select(only: Sequence[str] | None) -> list[Entry]:
     # A table's name stands for all its rows.
     wanted = {e.id for i in only for e in ([x for x in CATALOG if x.table == i] if i in TABLES else [entry(i)])}
     for e in list(map(entry, wanted)):
+        wanted.update(d for d in (e.after, *e.needs) if d)
+    for e in list(map(entry, wanted)):  # what those need in turn (task B on A under a measured entry)
         if e.after:
             wanted.add(e.after)
     return [e for e in CATALOG if e.id in wanted]
@@ -218,6 +221,7 @@ def collect_values(out: Path, entries: list[Entry]) -> dict[str, dict[int, float
             for metric in ("test_accuracy", "test_nll", "test_ece"):
                 values[f"{key}@{metric}"] = dict(zip(rows["seed"].astype(int), rows[metric].astype(float)))
             values[f"{key}@mc_test_accuracy"] = values[f"{key}@test_accuracy"]
+    values.update(last_page.values(out, [e.id for e in entries]))
     return values
 
 
@@ -254,14 +258,17 @@ def table_11_2(out: Path, entries: list[Entry]):
 
 def judge_claims(values: dict[str, dict[int, float]]) -> list[Verdict]:
     """Every claim with numbers on both sides; the notebook's claims judged together (Holm over them),
-    the chapter tables' claims together as a family of their own."""
-    tables = {e.id for e in CATALOG if e.table is not None}
-    families: dict[bool, list] = {False: [], True: []}
+    the chapter tables' claims together as a family of their own, the last page's as another."""
+    def family(c) -> str:
+        tables = {entry(side.split(":")[0]).table for side in (c.better, c.worse)} - {None}
+        return "last_page" if LAST_PAGE in tables else "tables" if tables else "notebook"
+
+    families: dict[str, list] = {"notebook": [], "tables": [], "last_page": []}
     for c in CLAIMS:
         better, worse = values.get(f"{c.better}@{c.metric}"), values.get(f"{c.worse}@{c.metric}")
         if better and worse:
-            families[c.better in tables or c.worse in tables].append((c, better, worse))
-    return judge_all(families[False]) + judge_all(families[True])
+            families[family(c)].append((c, better, worse))
+    return [v for claims in families.values() for v in judge_all(claims)]
 
 
 def provenance(mode: Mode, argv: Sequence[str] | None) -> dict[str, Any]:
@@ -342,6 +349,10 @@ def reproduce(
     if any(e.id == "mc_dropout" for e in entries):
         log(f"mc_dropout: {m.mc_samples} stochastic passes per dropout run")
         run_mc_dropout(out, seeds_for(entry("dropout"), m, seeds), m, log)
+    measured = [e.id for e in entries if e.config is None and e.table == LAST_PAGE]
+    if measured:
+        log(f"the chapter's last page: measuring {', '.join(measured)}")
+        last_page.measure(out, measured, {i: seeds_for(entry(i), m, seeds) for i in measured}, m, log)
     if not only and m.ids is None:
         run_lr_finder(out, m, log)
     values = collect_values(out, entries)
@@ -380,6 +391,12 @@ def publish(result: Reproduction, target: str | Path) -> Path:
             if src.is_file():
                 (target / "tables").mkdir(exist_ok=True)
                 shutil.copy2(src, target / "tables" / f"{e.id}-{table}")
+    for measured in last_page.MEASURES:
+        for table in ("values.csv", "curves.csv"):
+            src = result.dir / measured / table
+            if src.is_file():
+                (target / "tables").mkdir(exist_ok=True)
+                shutil.copy2(src, target / "tables" / f"{measured}-{table}")
     mc = result.dir / "mc_dropout" / "results.csv"
     if mc.is_file():
         (target / "tables").mkdir(exist_ok=True)

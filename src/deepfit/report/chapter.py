@@ -14,8 +14,9 @@ import numpy as np
 import pandas as pd
 
 from deepfit.errors import ConfigError
-from deepfit.experiments.catalog import TABLES, entry
+from deepfit.experiments.catalog import LAST_PAGE, TABLES, entry
 from deepfit.report import figures, html, markdown
+from deepfit.report.last_page import last_page_section
 from deepfit.report.content import (INTERVAL_NOTE, TEST_NOTE, Figure, ReportContent, Table, fmt, fmt_p,
                                     interval_text, needed_text)
 
@@ -39,18 +40,26 @@ def _results(out: Path, ids: list[str]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def _in_table(id: str) -> bool:
-    id = id.split(":")[0]
+def _table_of(id: str) -> str | None:
     try:
-        return entry(id).table is not None
+        return entry(id.split(":")[0]).table
     except ConfigError:  # an id of a past catalog in an old reproduction directory
-        return False
+        return None
+
+
+def _in_table(id: str) -> bool:
+    """One of the chapter's tables (11-2, 11-3, 11-4); the last page has a section of its own."""
+    return _table_of(id) not in (None, LAST_PAGE)
+
+
+def _beyond_notebook(id: str) -> bool:
+    return _table_of(id) is not None
 
 
 def main_tables(result) -> list[Table]:
     rows = []
     for r in result.summary.itertuples():
-        if _in_table(r.id):
+        if _beyond_notebook(r.id):
             continue
         inside = "n/a" if pd.isna(r.notebook_inside_ci) else ("yes" if r.notebook_inside_ci else "no")
         notebook = "baseline" if pd.isna(r.notebook) else f"{r.notebook:.4f}"
@@ -64,7 +73,8 @@ def main_tables(result) -> list[Table]:
                     rows,
                     "mean ± std over seeds of the final metric; the notebook's figure is one run of one seed. "
                     + INTERVAL_NOTE)
-    notebook_claims = [v for v in result.verdicts if not (_in_table(v.claim.better) or _in_table(v.claim.worse))]
+    notebook_claims = [v for v in result.verdicts
+                       if not (_beyond_notebook(v.claim.better) or _beyond_notebook(v.claim.worse))]
     family = len(notebook_claims)
     claims = Table(
         f"The notebook's claims, checked (difference = first − second, paired on seeds){label}",
@@ -142,6 +152,8 @@ def chapter_tables_section(result) -> ReportContent | None:
             TEST_NOTE + f" For a loss the claimed direction is the first one lower. These {len(verdicts)} claims are "
             "a family of their own: Holm over them, apart from the notebook's."))
     for table, title in TABLES.items():
+        if table == LAST_PAGE:
+            continue
         ids = [i for i in result.summary["id"] if _in_table(i) and entry(i).table == table]
         if table == "table_11_3_11_4" and "leaky_relu" in set(result.summary["id"]):
             ids = ["leaky_relu", *ids]
@@ -267,7 +279,8 @@ def build(result) -> ReportContent:
          "are comparable in distribution, not bit for bit)."])
     content.tables = main_tables(result)
     content.sections = learning_sections(out)
-    for extra in (chapter_tables_section(result), transfer_section(out), mc_section(out), chapter_figures(out)):
+    for extra in (chapter_tables_section(result), last_page_section(result), transfer_section(out), mc_section(out),
+                  chapter_figures(out)):
         if extra is not None:
             content.sections.append(extra)
     return content
