@@ -31,7 +31,8 @@ NETWORKS = {"batch_norm": CONFIGS / "batch_norm.toml", "selu_300_100": CONFIGS /
 OPTIONS = [  # (label, export options, formats)
     ("none", {}, ("keras", "onnx")),
     ("fold", {"fold_batch_norm": True}, ("keras", "onnx")),
-    ("prune 0.9", {"prune": 0.9}, ("keras", "onnx")),
+    ("prune 0.9 global", {"prune": 0.9}, ("keras", "onnx")),
+    ("prune 0.9 per layer", {"prune": 0.9, "prune_scope": "layer"}, ("keras",)),
     ("float16", {"precision": "float16"}, ("keras", "onnx")),
     ("bfloat16", {"precision": "bfloat16"}, ("keras",)),  # onnxruntime has no bfloat16 CPU kernels
     ("int8", {"precision": "int8"}, ("keras", "onnx")),

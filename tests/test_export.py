@@ -146,13 +146,13 @@ def test_export_of_the_batch_norm_network_records_what_it_cost_and_bought(bn_run
 
 
 def test_prune_and_precision_change_what_they_should(bn_run, tmp_path):
-    pruned = df.export(bn_run, tmp_path / "pruned", prune=0.9, latency_calls=CALLS).record
+    pruned = df.export(bn_run, tmp_path / "pruned", prune=0.9, prune_scope="layer", latency_calls=CALLS).record
     kernels = 784 * 300 + 300 * 100 + 100 * 10
     zeroed = sum(int(np.floor(0.9 * n)) for n in (784 * 300, 300 * 100, 100 * 10))
     assert sum(v["pruned"] for v in pruned["pruned"]["layers"].values()) == zeroed < kernels
     assert pruned["before"]["nonzero"] - pruned["after"]["nonzero"] == zeroed
     assert pruned["after"]["size"]["gzip_bytes"] < 0.4 * pruned["before"]["size"]["gzip_bytes"]
-    glob = df.export(bn_run, tmp_path / "global", prune=0.9, prune_scope="global", save=True, latency_calls=CALLS)
+    glob = df.export(bn_run, tmp_path / "global", prune=0.9, latency_calls=CALLS)  # global: the default
     assert glob.record["before"]["nonzero"] - glob.record["after"]["nonzero"] == int(np.floor(0.9 * kernels))
     half = df.export(bn_run, tmp_path / "f16", precision="float16", latency_calls=CALLS).record
     assert half["after"]["size"]["bytes"] < 0.55 * half["before"]["size"]["bytes"]

@@ -20,8 +20,9 @@ def register(sub) -> None:
                         "cannot be folded are named)")
     p.add_argument("--prune", type=float, metavar="FRACTION",
                    help="zero this fraction of the Dense kernels' weights, smallest magnitude first (e.g. 0.9)")
-    p.add_argument("--prune-scope", choices=("layer", "global"), default="layer",
-                   help="prune each kernel by the fraction (layer, default) or all kernels by one threshold (global)")
+    p.add_argument("--prune-scope", choices=("global", "layer"), default="global",
+                   help="one threshold over all kernels (global, default: the tiny weights wherever they are) or "
+                        "the fraction of each kernel (layer: the small output layer loses as much)")
     p.add_argument("--precision", choices=("float32", "float16", "bfloat16", "int8"), default="float32",
                    help="weights and arithmetic (int8: Keras's quantize for keras, onnxruntime's dynamic "
                         "quantization for onnx)")

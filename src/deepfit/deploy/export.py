@@ -4,8 +4,9 @@ The steps, in this order, each optional:
 
 1. fold batch norm into the Dense layers beside it (:mod:`deepfit.deploy.fold`: exact algebra;
    the layers that cannot be folded are named in ``export.json``);
-2. prune: zero the smallest fraction of the Dense kernels' weights, per layer or globally
-   (:mod:`deepfit.nn.sparsity`);
+2. prune: zero the smallest fraction of the Dense kernels' weights, with one threshold over all kernels
+   (``prune_scope="global"``, the default: the chapter's "zero out the tiny weights") or in each kernel
+   (``"layer"``: every layer, the small output layer too, loses that fraction) (:mod:`deepfit.nn.sparsity`);
 3. lower the precision to float16, bfloat16 or int8 (:mod:`deepfit.deploy.precision`);
 4. write the model as a Keras file (``model.keras``, Keras's own format) or as ONNX
    (``model.onnx``, Keras's exporter; int8 by onnxruntime's dynamic quantization).
@@ -130,7 +131,13 @@ def _source(run_or_model, data):
 
 
 def _copy(model: keras.Model) -> keras.Model:
-    out = keras.models.clone_model(model)
+    """An uncompiled copy (``clone_model`` compiles the clone of a compiled model, and a Keras file of a
+    compiled model holds its optimizer's slots: Nadam's would triple a file that predicts the same)."""
+    try:
+        out = model.__class__.from_config(model.get_config())
+    except Exception:  # noqa: BLE001 - a subclassed model without from_config
+        out = keras.models.clone_model(model)
+        out.compiled, out.optimizer = False, None
     out.set_weights(model.get_weights())
     return out
 
@@ -195,7 +202,7 @@ def export(
     *,
     fold_batch_norm: bool = False,
     prune: float | None = None,
-    prune_scope: str = "layer",
+    prune_scope: str = "global",
     precision: str = "float32",
     format: str = "keras",
     data: Any = None,
@@ -245,7 +252,8 @@ def export(
         reference_dir = tmp / ".reference"
         reference_dir.mkdir()
         path = _write_model(exported, format, precision, tmp / "model", sample)
-        reference = _write_model(model, format, "float32", reference_dir / "model", sample)
+        # An uncompiled copy, as the export is: a Keras file of a compiled model also holds its optimizer's slots.
+        reference = _write_model(_copy(model), format, "float32", reference_dir / "model", sample)
         if format == "keras":
             before, after = engines.JaxPredictor(model), engines.JaxPredictor(exported)
         else:
