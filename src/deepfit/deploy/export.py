@@ -259,7 +259,7 @@ def export(
         else:
             before, after = engines.OnnxPredictor(reference), engines.OnnxPredictor(path)
             float_file = path.with_suffix(".float32.onnx") if precision == "int8" else path
-            keras_twin = exported if precision != "int8" else lower(work, "float32")
+            keras_twin = work if precision == "int8" else exported  # the Keras model the float ONNX file came from
             record["onnx_vs_keras"] = _agreement(engines.OnnxPredictor(float_file), engines.JaxPredictor(keras_twin),
                                                  sample)
             if precision == "int8":
