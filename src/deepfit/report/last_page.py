@@ -159,9 +159,26 @@ def last_page_section(result) -> ReportContent | None:
                                   _curves_figure(curves, "sparsity", "test_accuracy", "curve",
                                                  "fraction of zero kernel weights", "test accuracy",
                                                  "Zeroing the smallest weights")))
+    summary = result.summary.set_index("id") if len(result.summary) else pd.DataFrame()
+    if {"task_b_scratch", "task_b_augmented"} <= set(summary.index):
+        sec.tables.append(Table(
+            f"Task B from scratch (200 training images), test accuracy over seeds{label}",
+            ["model", "seeds", "mean ± std", "95% CI (t)"],
+            [[i, str(summary.loc[i, "n"]), f"{fmt(summary.loc[i, 'mean'])} ± {fmt(summary.loc[i, 'std'])}",
+              f"[{fmt(summary.loc[i, 'ci_low'])}, {fmt(summary.loc[i, 'ci_high'])}]"]
+             for i in ("task_b_scratch", "task_b_augmented")],
+            "Augmentation: shifts up to 10%, rotations up to 3% of a turn, zooms up to 10%, left-right mirroring "
+            "(configs/last_page/task_b_augmented.toml), new draws every step; the same 20 epochs of SGD 1e-3."))
     mc_curves = out / "mc_abstain" / "curves.csv"
     if mc_curves.is_file():
         curves = pd.read_csv(mc_curves)
+        mean = curves.groupby(["coverage", "curve"])["accuracy"].mean().unstack()
+        sec.tables.append(Table(
+            f"Abstaining when unsure: accuracy on the most-sure fraction of the test images, mean over seeds{label}",
+            ["coverage", "deterministic softmax", "MC dropout mean"],
+            [[f"{c:g}", fmt(r.get("deterministic")), fmt(r.get("mc"))] for c, r in mean.iterrows()],
+            "Sureness: the top class probability of each pass (MC: of the mean over the passes). At coverage 1 "
+            "the two are the plain accuracies."))
         sec.figures.append(Figure("last_page_risk_coverage", f"Risk-coverage: accuracy on the most-sure fraction "
                                   f"of test images (the claim at {ABSTAIN_COVERAGE:g}), mean over seeds",
                                   _curves_figure(curves, "coverage", "accuracy", "curve",
