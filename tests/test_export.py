@@ -239,3 +239,14 @@ def test_a_keras_model_exports_without_a_run(tmp_path):
     mc = keras.Sequential([keras.Input((4,)), df.MCDropout(0.5), keras.layers.Dense(3)])
     with pytest.raises(ConfigError, match="MC dropout"):
         df.export(mc, save=False)
+
+
+def test_the_default_export_directory_sits_beside_the_run_and_names_the_options(bn_run):
+    import shutil
+
+    result = df.export(bn_run, fold_batch_norm=True, prune=0.5, precision="float16", latency_calls=CALLS)
+    try:
+        assert result.dir == bn_run.parent / "batch_norm-export-fold-prune0.5-float16-keras"
+        assert result.file == result.dir / "model.keras" and result.file.is_file()
+    finally:
+        shutil.rmtree(result.dir)

@@ -88,7 +88,7 @@ def _check_options(prune: float | None, prune_scope: str, precision: str, format
 def _slug(fold: bool, prune: float | None, scope: str, precision: str, format: str) -> str:
     parts = ["fold"] if fold else []
     if prune is not None:
-        parts.append(f"prune{prune:g}{'-global' if scope == 'global' else ''}")
+        parts.append(f"prune{prune:g}{'-layer' if scope == 'layer' else ''}")
     if precision != "float32":
         parts.append(precision)
     return "-".join([*parts, format])
