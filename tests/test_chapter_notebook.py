@@ -17,6 +17,18 @@ def test_the_notebook_is_stored_without_outputs():
     assert "DEEPFIT_CHAPTER_SIZE" in "".join(code[0]["source"])
 
 
+def test_the_notebooks_first_run_is_the_small_size(monkeypatch):
+    """Opened and run as it is, the notebook takes a couple of minutes; the full size is one variable away."""
+    first = "".join(next(c for c in json.loads(NOTEBOOK.read_text())["cells"] if c["cell_type"] == "code")["source"])
+    monkeypatch.delenv("DEEPFIT_CHAPTER_SIZE", raising=False)
+    small: dict = {}
+    exec(first, small)
+    assert (small["SIZE"], small["N_TRAIN"], small["EPOCHS"], small["SEEDS"]) == ("small", 2_000, 2, 2)
+    full: dict = {}
+    exec(first.replace('"small")', '"full")', 1), full)
+    assert (full["SIZE"], full["N_TRAIN"], full["EPOCHS"], full["SEEDS"]) == ("full", 55_000, 10, 5)
+
+
 @pytest.mark.slow
 def test_the_chapter_runs_in_a_jupyter_kernel(tmp_path, monkeypatch):
     nbformat = pytest.importorskip("nbformat")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import deepfit
-from deepfit.errors import ConfigError
+from deepfit.errors import ConfigError, DataError
 
 N, D, C = 300, 8, 3
 
@@ -128,16 +128,14 @@ KERAS_CALLBACKS = {
 def test_keras_callbacks_run_unchanged(data, name, tmp_path):
     x, y, xv, yv = data
     kw = {"epochs": 6} if name == "early_stopping" else {}
+    make = mlp
+    if name == "terminate_on_nan":  # a rate that sends the loss to inf or NaN within the first epoch
+        make = lambda: mlp(activation=None, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),  # noqa: E731
+                           optimizer=lambda: keras.optimizers.SGD(1e12))
+    a, ha, b, hb = both(make, x, y, lambda: KERAS_CALLBACKS[name](tmp_path), validation_data=(xv, yv), **kw)
     if name == "terminate_on_nan":
-        x = x.copy()
-        x[100, 0] = np.nan  # batch 3 of epoch 0 gives a NaN loss
-    a, ha, b, hb = both(mlp, x, y, lambda: KERAS_CALLBACKS[name](tmp_path), validation_data=(xv, yv), **kw)
-    if name == "terminate_on_nan":
-        # model.fit stops at the batch that gave NaN; deepfit at the end of that chunk (the epoch here):
-        # both stop in the first epoch with a NaN loss.
-        assert len(ha.history["loss"]) == 1 and np.isnan(ha.history["loss"][0])
-        assert len(hb.history["loss"]) == 1 and np.isnan(hb.history["loss"][0])
-        return
+        # Both stop at the batch that gave a non-finite loss (batch hooks at every step, as model.fit)
+        assert len(ha.history["loss"]) == 1 and not np.isfinite(ha.history["loss"][0])
     assert_same(a, ha, b, hb)
     if name == "early_stopping":
         assert len(hb.epoch) < 6  # it stopped early, as Keras did, and restored the same best weights
@@ -208,8 +206,9 @@ def test_a_users_subclass_stops_and_changes_the_rate(data):
     keras_calls, deepfit_calls = cbs[0].calls, cbs[1].calls
     epoch_events = lambda calls: [c for c in calls if c == "train_begin" or c[0] == "epoch_end"]  # noqa: E731
     assert epoch_events(deepfit_calls) == epoch_events(keras_calls)
-    # Batch hooks at chunk boundaries: the epoch's 9 full batches in one chunk, the partial 10th in another.
-    assert [c[1] for c in deepfit_calls if c[0] == "batch_end"] == [8, 9, 8, 9]
+    # Batch hooks at every batch, as model.fit: 9 full batches and the partial 10th, in both epochs.
+    assert [c[1] for c in deepfit_calls if c[0] == "batch_end"] == [*range(10), *range(10)]
+    assert deepfit_calls == keras_calls
 
 
 def test_steps_per_execution_sets_the_chunk_and_the_batch_hooks(data):
@@ -218,7 +217,12 @@ def test_steps_per_execution_sets_the_chunk_and_the_batch_hooks(data):
     model = mlp(steps_per_execution=4)
     deepfit.fit(model, x, y, batch_size=32, epochs=1, shuffle=False, verbose=0,
                 callbacks=[keras.callbacks.LambdaCallback(on_train_batch_end=lambda b, logs: seen.append(b))])
-    assert seen == [3, 7, 8, 9]  # 9 full batches in chunks of 4, 4 and 1, then the partial 10th
+    # Executions of 4 batches, numbered as Keras numbers them (the last one's end past the 10th batch)
+    assert seen == [3, 7, 11]
+    keras_seen = []
+    mlp(steps_per_execution=4).fit(x, y, batch_size=32, epochs=1, shuffle=False, verbose=0, callbacks=[
+        keras.callbacks.LambdaCallback(on_train_batch_end=lambda b, logs: keras_seen.append(b))])
+    assert seen == keras_seen
 
 
 def test_progbar_prints_like_keras(data, capsys):
@@ -310,3 +314,166 @@ def test_out_dir_records_the_run_and_resumes_bit_for_bit(data, tmp_path):
     assert again.history["val_loss"] == pytest.approx(hr.history["val_loss"])
     for a, b in zip(recorded.get_weights(), finished.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+# -- issue 20: numbers that were silently wrong --------------------------------------------------------
+class ExponentialLearningRate(keras.callbacks.Callback):
+    """The notebook's cell 83, in Keras 3's words: the rate grows by ``factor`` after every batch."""
+
+    def __init__(self, factor):
+        super().__init__()
+        self.factor, self.rates, self.losses = factor, [], []
+
+    def on_batch_end(self, batch, logs):
+        self.rates.append(float(self.model.optimizer.learning_rate))
+        self.losses.append(logs["loss"])
+        self.model.optimizer.learning_rate = float(self.model.optimizer.learning_rate) * self.factor
+
+
+class OneCycleScheduler(keras.callbacks.Callback):
+    """The notebook's cell 86, in Keras 3's words (the rate set in on_batch_begin)."""
+
+    def __init__(self, iterations, max_rate):
+        super().__init__()
+        self.iterations, self.max_rate, self.start_rate = iterations, max_rate, max_rate / 10
+        self.last_iterations = iterations // 10 + 1
+        self.half_iteration = (iterations - self.last_iterations) // 2
+        self.last_rate, self.iteration, self.calls = self.start_rate / 1000, 0, 0
+
+    def _interpolate(self, iter1, iter2, rate1, rate2):
+        return (rate2 - rate1) * (self.iteration - iter1) / (iter2 - iter1) + rate1
+
+    def on_batch_begin(self, batch, logs):
+        self.calls += 1
+        if self.iteration < self.half_iteration:
+            rate = self._interpolate(0, self.half_iteration, self.start_rate, self.max_rate)
+        elif self.iteration < 2 * self.half_iteration:
+            rate = self._interpolate(self.half_iteration, 2 * self.half_iteration, self.max_rate, self.start_rate)
+        else:
+            rate = self._interpolate(2 * self.half_iteration, self.iterations, self.start_rate, self.last_rate)
+        self.iteration += 1
+        self.model.optimizer.learning_rate = max(rate, self.last_rate)
+
+
+def test_i20_01_batch_hooks_see_every_batch_as_in_model_fit(data):
+    x, y, xv, yv = data
+    finders = []
+    a, ha, b, hb = both(mlp, x, y, lambda: [finders.append(ExponentialLearningRate(1.2)) or finders[-1]],
+                        epochs=4, validation_data=(xv, yv))
+    keras_finder, deepfit_finder = finders
+    assert len(keras_finder.rates) == len(deepfit_finder.rates) == 40  # 10 batches x 4 epochs (it recorded 2)
+    np.testing.assert_allclose(deepfit_finder.rates, keras_finder.rates, rtol=1e-6)
+    np.testing.assert_allclose(deepfit_finder.losses, keras_finder.losses, rtol=2e-5)
+    assert_same(a, ha, b, hb, rel=2e-5)
+
+    cycles = []
+    a, ha, b, hb = both(mlp, x, y, lambda: [cycles.append(OneCycleScheduler(30, 0.5)) or cycles[-1]], epochs=3,
+                        validation_data=(xv, yv))
+    assert cycles[0].calls == cycles[1].calls == 30  # on_batch_begin at every batch (it was called 6 times)
+    assert_same(a, ha, b, hb, rel=2e-5)
+    assert float(b.optimizer.learning_rate) == pytest.approx(float(a.optimizer.learning_rate))
+
+
+def test_i20_06_a_second_fit_continues_a_keras_schedule(data):
+    x, y, xv, yv = data
+    schedule = lambda: keras.optimizers.schedules.ExponentialDecay(0.1, decay_steps=5, decay_rate=0.5)  # noqa: E731
+    a, b = mlp(optimizer=lambda: keras.optimizers.SGD(schedule())), mlp(optimizer=lambda: keras.optimizers.SGD(schedule()))
+    for _ in range(2):  # two calls in a row, as a notebook does: the schedule reads the optimizer's iterations
+        ha = a.fit(x, y, batch_size=32, epochs=1, shuffle=False, verbose=0)
+        hb = deepfit.fit(b, x, y, batch_size=32, epochs=1, shuffle=False, verbose=0)
+    assert int(b.optimizer.iterations) == int(a.optimizer.iterations) == 20
+    assert_same(a, ha, b, hb)
+
+
+def test_i20_07_use_ema_writes_the_averages_into_the_weights_at_the_end(data):
+    x, y, xv, yv = data
+    make = lambda: mlp(optimizer=lambda: keras.optimizers.Adam(0.01, use_ema=True, ema_momentum=0.9))  # noqa: E731
+    a, ha, b, hb = both(make, x, y, validation_data=(xv, yv))
+    assert_same(a, ha, b, hb)
+    ema = [np.asarray(v) for v in b.optimizer.variables if "average" in v.path]
+    np.testing.assert_array_equal(b.get_weights()[0], ema[0])  # the model holds the averages, as after model.fit
+
+
+def test_i20_10_fit_refuses_what_runs_refuse(data):
+    x, y, xv, yv = data
+    for bad, fix in [(np.where(y == 0, 3, y), "set the last layer's units = 4"),
+                     (np.where(y == 0, -1, y), "class indices >= 0")]:
+        with pytest.raises(DataError, match=f"the training labels go from .* 3 outputs.*{fix}"):
+            deepfit.fit(mlp(), x, bad, verbose=0)
+    holed = x.copy()
+    holed[7, 2] = np.nan
+    with pytest.raises(DataError, match="the training inputs hold NaN or infinite values \\(first at sample 7\\)"):
+        deepfit.fit(mlp(), holed, y, verbose=0)
+    with pytest.raises(DataError, match="the validation labels go from"):
+        deepfit.fit(mlp(), x, y, validation_data=(xv, yv + 5), verbose=0)
+    pixels = (np.abs(x) * 60).astype(np.uint8)
+    with pytest.warns(deepfit.DataWarning, match=r"integers up to 249 .*\(x / 255.0\)"):
+        deepfit.fit(mlp(), pixels, y, verbose=0)
+
+
+def test_i20_21_mixed_float16_trains_with_loss_scaling_as_keras(data):
+    x, y, xv, yv = data
+
+    def make():
+        keras.config.set_dtype_policy("mixed_float16")
+        try:
+            return mlp(optimizer=lambda: keras.optimizers.Adam(0.01))
+        finally:
+            keras.config.set_dtype_policy("float32")
+
+    a, ha, b, hb = both(make, x, y, validation_data=(xv, yv))
+    assert isinstance(b.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert float(b.optimizer.dynamic_scale) == float(a.optimizer.dynamic_scale)
+    assert_same(a, ha, b, hb, rel=1e-3)  # float16 arithmetic: its last bits follow the order of the sums
+
+
+def test_i20_24_one_hot_labels_with_a_sparse_loss_name_the_fix(data):
+    x, y, _, _ = data
+    with pytest.raises(DataError, match=r"one-hot \(shape \[300, 3\]\).*use categorical_crossentropy, "
+                                        r"or integer labels \(y.argmax\(axis=-1\)\)"):
+        deepfit.fit(mlp(), x, np.eye(C, dtype="float32")[y], verbose=0)
+    with pytest.raises(DataError, match="class indices .* use sparse_categorical_crossentropy, or one-hot"):
+        deepfit.fit(mlp(loss="categorical_crossentropy"), x, y, verbose=0)
+
+
+class CountingBar(keras.callbacks.ProgbarLogger):
+    def __init__(self):
+        super().__init__()
+        self.updates = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.updates.append(batch)
+        super().on_train_batch_end(batch, logs)
+
+
+def test_i20_26_positional_arguments_and_progress_inside_an_epoch(data, capsys):
+    x, y, _, _ = data
+    a, b = mlp(), mlp()
+    ha = a.fit(x, y, 32, 2, 0, None, 0.0, None, False)  # Keras's order: batch_size, epochs, verbose, ...
+    hb = deepfit.fit(b, x, y, 32, 2, 0, None, 0.0, None, False)
+    assert_same(a, ha, b, hb)
+    bar = CountingBar()
+    many = np.repeat(x, 4, axis=0)[:1000]
+    deepfit.fit(mlp(), many, np.repeat(y, 4)[:1000], batch_size=4, epochs=1, verbose=1, callbacks=[bar])
+    assert bar.updates == [99, 199, 249]  # every 100 steps, then the epoch's end
+    assert "250/250" in capsys.readouterr().out
+
+
+def test_i20_27_early_stopping_restores_as_keras_does(data):
+    """Keras 3.15 restores the best weights whenever it holds them (stopped early or not); so does deepfit's,
+    and its docstring says so."""
+    from deepfit.train.callbacks.early_stopping import EarlyStopping
+
+    x, y, xv, yv = data
+    patient = lambda: [keras.callbacks.EarlyStopping(monitor="val_loss", patience=50,  # noqa: E731
+                                                     restore_best_weights=True)]
+    a = mlp(optimizer=lambda: keras.optimizers.SGD(2.0))  # a rate that makes val_loss worse after its best epoch
+    a.fit(x, y, batch_size=32, epochs=5, shuffle=False, verbose=0, validation_data=(xv, yv), callbacks=patient())
+    b = mlp(optimizer=lambda: keras.optimizers.SGD(2.0))
+    ours = EarlyStopping(monitor="val_loss", patience=50, restore_best_weights=True)
+    deepfit.fit(b, x, y, batch_size=32, epochs=5, shuffle=False, verbose=0, validation_data=(xv, yv),
+                callbacks=[ours])
+    assert ours.restored_epoch is not None and ours.restored_epoch < 5  # it restored without stopping early
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_allclose(wb, wa, rtol=1e-4, atol=1e-6)
+    assert "Unlike Keras" not in EarlyStopping.__doc__ and "whenever it holds" in EarlyStopping.__doc__

@@ -41,7 +41,9 @@ class Snapshots(Callback):
         self.epochs, self.optimizers = [], []
 
     def on_epoch_end(self, trainer, epoch, logs):
-        self.epochs.append({k: np.array(x) for k, x in trainer.state.variables.items()})
+        # by Keras's "layer/variable" path, as values() keys them
+        self.epochs.append({trainer.layout.variables[k].path.split("/", 1)[1]: np.array(x)
+                            for k, x in trainer.state.variables.items()})
         self.optimizers.append(int(trainer.state.optimizer["iteration"]))
 
 

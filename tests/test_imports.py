@@ -1,6 +1,6 @@
 """Imports go one way: each module imports only from its own floor or the floors below it.
 
-The floors, bottom up, as the README's layout section states them. Every import is
+The floors, bottom up, as docs/internals.md ("The floors") states them. Every import is
 counted, function-level ones included: an import deferred into a function is still a
 dependency, and circles of them are what made layers impossible to read alone.
 """

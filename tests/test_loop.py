@@ -95,7 +95,7 @@ def test_max_norm_holds_after_every_step():
 
     class Spy(df.Callback):
         def on_chunk_end(self, trainer, chunk):
-            k = np.asarray(trainer.state.params["dense/kernel"])
+            k = np.asarray(trainer.state.params["0.dense/kernel"])
             norms.append(np.sqrt((k**2).sum(0)).max())
 
     df.Trainer(model, df.make_optimizer({"name": "sgd", "learning_rate": 1.0}), batch_size=8, epochs=3,

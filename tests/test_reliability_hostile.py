@@ -116,7 +116,7 @@ def test_data_with_nan_or_wrong_shape_is_a_data_error():
     with pytest.raises(DataError, match=r"samples have shape \[8, 8\] but model.input_shape is \[4, 16\]"):
         df.train({**cfg, "model": {**cfg["model"], "input_shape": [4, 16]}}, save=False, data=((x, y), test))
     bad = dict(cfg["model"], layers=[*cfg["model"]["layers"][:-1], {"type": "dense", "units": 2}])
-    with pytest.raises(DataError, match="labels go up to 2 but the last layer has 2 outputs"):
+    with pytest.raises(DataError, match="labels go from 0 to 2 but the last layer has 2 outputs"):
         df.train({**cfg, "model": bad}, save=False, data=((x, y), test))
 
 

@@ -201,3 +201,47 @@ def test_a_signal_while_loading_or_compiling_leaves_no_traceback_and_resume_star
     again = subprocess.run(cli(cfg_path, out, "--resume"), env=ENV, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
     same_files(out, ref)
+
+
+LONG_COMPILED_CHUNK = """
+import sys
+import numpy as np
+import deepfit as df
+from deepfit.train.events import Callback
+
+class Started(Callback):
+    def on_fit_begin(self, trainer):
+        print("training", flush=True)
+
+# One chunk (an epoch) of 30 steps through 1024-2048-2048-2: tens of seconds of compiled compute, during which
+# the main thread waits inside XLA and cannot run a Python signal handler.
+rng = np.random.default_rng(0)
+x = rng.normal(size=(256 * 30, 1024)).astype("float32")
+y = rng.integers(0, 2, len(x))
+cfg = {"data": {"source": "arrays", "scaling": "none", "validation_size": 256},
+       "model": {"input_shape": [1024], "layers": [{"type": "dense", "units": 2048, "activation": "relu"},
+                 {"type": "dense", "units": 2048, "activation": "relu"},
+                 {"type": "dense", "units": 2, "activation": "softmax"}]},
+       "training": {"epochs": 1, "batch_size": 256, "progress": False}}
+try:
+    df.train(cfg, out=OUT, data=((x, y), (x[:32], y[:32])), callbacks=[Started()])
+except df.interrupt.Interrupted as e:
+    sys.exit(e.exit_code)
+"""
+
+
+@pytest.mark.slow
+def test_i20_22_a_second_sigterm_stops_at_once_inside_a_compiled_chunk(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-c", LONG_COMPILED_CHUNK.replace("OUT", repr(str(tmp_path / "run")))],
+                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "training"
+    time.sleep(3)  # compiled by now, and inside the epoch's one chunk
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    _, err = proc.communicate(timeout=300)
+    # Before, the handlers ran only once the chunk returned (27 s later here), the two signals merged into one
+    # polite stop; now a watcher thread counts them as they come and the second exits at once.
+    assert proc.returncode == 143 and time.monotonic() - started < 5, err
+    assert "SIGTERM: stopping after the current chunk" in err and "SIGTERM again: stopping now" in err

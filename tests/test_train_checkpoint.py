@@ -166,7 +166,7 @@ def test_manifest_path_outside_the_checkpoint_is_refused(saved, tmp_path):
 def test_meta_from_another_format_is_refused(saved):
     (saved / ck.META_FILE).write_text(json.dumps({"format": "something-else"}))
     _rewrite_manifest(saved)
-    with pytest.raises(CheckpointError, match=r"meta\.json: not a deepfit-checkpoint-2 file"):
+    with pytest.raises(CheckpointError, match=r"meta\.json: not a deepfit-checkpoint-3 file"):
         ck.read_checkpoint(saved)
 
 
@@ -174,7 +174,7 @@ def test_a_checkpoint_of_the_old_positional_format_says_to_rerun(saved):
     (saved / ck.META_FILE).write_text(json.dumps({"format": "deepfit-checkpoint-1"}))
     _rewrite_manifest(saved)
     with pytest.raises(CheckpointError, match=r"a deepfit-checkpoint-1 checkpoint, which this deepfit "
-                                              r"\(deepfit-checkpoint-2\) cannot continue; rerun"):
+                                              r"\(deepfit-checkpoint-3\) cannot continue; rerun"):
         ck.read_checkpoint(saved)
 
 

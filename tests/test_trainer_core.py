@@ -198,10 +198,13 @@ def test_the_state_has_the_same_keys_whatever_is_frozen():
     frozen = Trainer(m, opt, batch_size=BATCH)
     free = Trainer(model(), keras.optimizers.Adam(), batch_size=BATCH)
     assert frozen.state.to_arrays().keys() == free.state.to_arrays().keys()
-    assert set(frozen.state.params) == {"h1/kernel", "h1/bias", "bn/gamma", "bn/beta", "out/kernel", "out/bias"}
-    assert set(frozen.state.buffers) == {"bn/moving_mean", "bn/moving_variance"}
-    assert "out/kernel:momentum" in frozen.state.optimizer and "h1/kernel:velocity" in frozen.state.optimizer
-    assert frozen.steps.frozen == {"h1/kernel", "h1/bias", "bn/gamma", "bn/beta"}
+    # Keyed by position and role (layer 0 is h1, 1 bn, 2 out), never by Keras's names.
+    assert set(frozen.state.params) == {"0.dense/kernel", "0.dense/bias", "1.batch_normalization/gamma",
+                                        "1.batch_normalization/beta", "2.dense/kernel", "2.dense/bias"}
+    assert set(frozen.state.buffers) == {"1.batch_normalization/moving_mean", "1.batch_normalization/moving_variance"}
+    assert "2.dense/kernel:momentum" in frozen.state.optimizer and "0.dense/kernel:velocity" in frozen.state.optimizer
+    assert frozen.steps.frozen == {"0.dense/kernel", "0.dense/bias", "1.batch_normalization/gamma",
+                                   "1.batch_normalization/beta"}
 
 
 def test_layer_stats_of_a_run_resumed_mid_chunk_fall_on_the_same_steps(tmp_path):
@@ -289,3 +292,27 @@ def test_a_schedule_function_that_fails_on_the_plan_leaves_no_run_directory(tmp_
     with pytest.raises(df.ConfigError, match="returned -1.0 at step 5"):
         df.train(cfg, tmp_path / "run", data=((x, y), (None, None)))
     assert not (tmp_path / "run").exists()
+
+
+def test_a_shared_program_key_never_hands_over_another_structures_step():
+    """Issue 20's design point: ``shared_steps`` reuses a compiled step under its caller's key, correct only
+    if that key fixes every constant the step was traced with. The trainer completes the key with the
+    model's and optimizer's structure: a caller's key that misses the activation cannot reuse relu's step."""
+    x, y = data()
+
+    def make(activation, momentum=0.0):
+        keras.utils.set_random_seed(0)
+        m = keras.Sequential([keras.Input((5,)), keras.layers.Dense(8, activation=activation),
+                              keras.layers.Dense(3, activation="softmax")])
+        return m, keras.optimizers.SGD(0.1, momentum=momentum)
+
+    Trainer(*make("relu"), batch_size=BATCH, program="same key").fit(x, y)  # compiles, keeps its step
+    for activation, momentum in [("tanh", 0.0), ("relu", 0.9)]:
+        model, opt = make(activation, momentum)
+        reused = Trainer(model, opt, batch_size=BATCH, program="same key")
+        reused.fit(x, y)
+        fresh_model, fresh_opt = make(activation, momentum)
+        fresh = Trainer(fresh_model, fresh_opt, batch_size=BATCH)
+        fresh.fit(x, y)
+        for k in fresh.state.params:
+            np.testing.assert_array_equal(np.asarray(reused.state.params[k]), np.asarray(fresh.state.params[k]))

@@ -244,6 +244,20 @@ class TrainingConfig(Strict):
             _valid("callback", spec, f"callback {i}: ")
         return specs
 
+    @pydantic.model_validator(mode="after")
+    def _phases_begin(self) -> "TrainingConfig":
+        """A freeze phase that never begins would turn the schedule into another one without a word (the
+        transfer study's 4 + 16 epochs cut to 3 is its frozen phase alone)."""
+        begins = 0
+        for i, phase in enumerate(self.freeze or []):
+            if i and self.epochs <= begins:
+                raise ValueError(
+                    f"epochs = {self.epochs} ends before phase {i + 1} of training.freeze begins (after epoch "
+                    f"{begins}), so that phase would never run: give training.epochs >= {begins + 1}, or shorten "
+                    f"the phases before it (training.freeze.{i - 1}.epochs)")
+            begins += phase.epochs
+        return self
+
 
 def _reject_non_finite(node: Any, where: str = "") -> None:
     """pydantic's allow_inf_nan stops at typed fields; layer and optimizer specs are free-form."""

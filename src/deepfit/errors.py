@@ -25,3 +25,7 @@ class StorageError(DeepfitError, OSError):
 
     def __str__(self) -> str:  # the message alone (OSError's would prefix "[Errno N]" once errno is set)
         return str(self.args[0]) if self.args else ""
+
+
+class DataWarning(UserWarning):
+    """Data that trains, but probably not as meant (raw 0-255 pixels given to deepfit.fit)."""

@@ -1,24 +1,27 @@
 """``deepfit.fit(model, x, y, ...)``: ``model.fit`` for a compiled Keras model, in deepfit's compiled loop.
 
 The model is compiled as for Keras (``model.compile(optimizer, loss, metrics)``) and is
-updated in place; the return value is Keras's ``History``. Loss and metrics are the
-model's own (train/objective.py), Keras callbacks run unchanged (train/callbacks/
-keras_adapter.py). What differs from ``model.fit``, and why: the data order of
-``shuffle=True`` comes from ``seed`` (deepfit's rule, so a run can be repeated and resumed),
-not from NumPy's global generator; batch hooks run at chunk boundaries (a whole epoch per
-compiled call unless the model was compiled with ``steps_per_execution``).
+updated in place; the return value is Keras's ``History``. The arguments are ``model.fit``'s,
+in its order. Loss and metrics are the model's own (train/objective.py), Keras callbacks run
+unchanged, batch hooks included (train/callbacks/keras_adapter.py). What differs from
+``model.fit``, and why: the data order of ``shuffle=True`` comes from ``seed`` (deepfit's rule,
+so a run can be repeated and resumed), not from NumPy's global generator; data Keras would
+train on without a word but wrongly (labels the loss cannot read, NaN inputs) is refused
+before training, and raw integer pixels get a warning.
 """
 
 from __future__ import annotations
 
 import secrets
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
 import keras
 import numpy as np
 
-from deepfit.errors import ConfigError, DataError
+from deepfit.errors import ConfigError, DataError, DataWarning
+from deepfit.preflight import check_finite, check_labels
 from deepfit.train.callbacks.keras_adapter import KerasCallbacks, check_keras_callbacks, is_keras_callback
 from deepfit.train.events import Callback
 from deepfit.train.loop import Trainer
@@ -27,32 +30,41 @@ from deepfit.train.objective import Objective
 
 def fit(
     model: keras.Model,
-    x: Any,
+    x: Any = None,
     y: Any = None,
-    *,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     epochs: int = 1,
-    validation_data: Any = None,
-    validation_split: float = 0.0,
+    verbose: Any = "auto",
     callbacks: Sequence[Any] | None = None,
+    validation_split: float = 0.0,
+    validation_data: Any = None,
     shuffle: bool = True,
     class_weight: dict[int, float] | None = None,
     sample_weight: Any = None,
     initial_epoch: int = 0,
-    verbose: Any = "auto",
+    steps_per_epoch: int | None = None,
+    validation_steps: int | None = None,
+    validation_batch_size: int | None = None,
+    validation_freq: int | Sequence[int] = 1,
+    *,
     seed: int | None = None,
     out: str | Path | None = None,
 ) -> keras.callbacks.History:
     """Train a compiled Keras model as ``model.fit`` does, in deepfit's compiled loop; returns the History.
 
-    Arguments mean what they mean to ``model.fit`` (``validation_split`` takes the last
-    fraction of ``x`` before shuffling; ``validation_data`` is ``(x, y)`` or ``(x, y,
+    Arguments mean what they mean to ``model.fit``, in the same order (``validation_split`` takes the
+    last fraction of ``x`` before shuffling; ``validation_data`` is ``(x, y)`` or ``(x, y,
     sample_weight)``; ``class_weight`` becomes per-sample weights). ``callbacks`` holds
-    ``keras.callbacks.Callback`` objects (run unchanged: epoch hooks exactly, batch hooks at
-    chunk boundaries) and deepfit callbacks. ``seed`` fixes the data order (drawn at random
+    ``keras.callbacks.Callback`` objects (run unchanged, batch hooks at every step as in
+    ``model.fit``) and deepfit callbacks. ``steps_per_epoch`` and ``validation_steps`` (for
+    generators) are refused: deepfit takes arrays. ``seed`` fixes the data order (drawn at random
     when None, and recorded). ``out=DIR`` also writes deepfit's run directory.
     """
     _check_compiled(model)
+    if steps_per_epoch is not None or validation_steps is not None:
+        raise ConfigError("deepfit.fit takes arrays, which set the steps themselves: drop steps_per_epoch and "
+                          "validation_steps (or use model.fit for a generator)")
+    batch_size = 32 if batch_size is None else int(batch_size)
     x = _array(x, "x")
     if y is None:
         raise DataError("deepfit.fit needs labels: fit(model, x, y, ...); a dataset object is not supported")
@@ -92,25 +104,42 @@ def fit(
             if not model.built:
                 raise
     spec = model.compute_output_spec(keras.KerasTensor((1, *x.shape[1:]), str(x.dtype)))
+    _check_data(model.loss, x, y, valid, tuple(spec.shape))
     objective = Objective.from_model(model, y[:1], np.zeros((1, *spec.shape[1:]), np.float32))
 
     seed = secrets.randbelow(2**31) if seed is None else int(seed)
+    verbose = 1 if verbose == "auto" else verbose
+    steps_per_execution = int(getattr(model, "steps_per_execution", 1) or 1)
     if out is not None:
         return _fit_with_run(model, x, y, valid, sample_weight, out=out, seed=seed, batch_size=batch_size,
                              epochs=epochs, shuffle=shuffle, callbacks=callbacks, verbose=verbose,
                              initial_epoch=initial_epoch)
-    adapter = KerasCallbacks(keras_cbs, verbose=1 if verbose == "auto" else verbose, initial_epoch=initial_epoch)
-    steps_per_execution = int(getattr(model, "steps_per_execution", 1) or 1)
+    adapter = KerasCallbacks(keras_cbs, verbose=verbose, initial_epoch=initial_epoch,
+                             steps_per_execution=steps_per_execution)
     trainer = Trainer(
         model, model.optimizer, loss=objective, batch_size=batch_size, epochs=epochs, seed=seed,
-        callbacks=[*own, adapter], steps_per_chunk=steps_per_execution if steps_per_execution > 1 else None,
-        eval_batch_size=batch_size, shuffle=shuffle,
+        callbacks=[*own, adapter], eval_batch_size=validation_batch_size or batch_size, shuffle=shuffle,
+        validation_freq=validation_freq,
     )
     data_y = y if sample_weight is None else (y, np.asarray(sample_weight, np.float32))
     trainer.fit(x, data_y, valid)
     history = adapter.history
     model.history = history
     return history
+
+
+def _check_data(loss: Any, x: np.ndarray, y: np.ndarray, valid, output_shape: tuple) -> None:
+    """What a deepfit run refuses before training, refused here too (Keras would train on it, wrongly)."""
+    parts = [("training", x, y)]
+    if valid is not None:
+        xv, yv = valid
+        parts.append(("validation", xv, yv[0] if isinstance(yv, tuple) else yv))
+    for part, xs, ys in parts:
+        check_finite(xs, f"the {part} inputs")
+        check_labels(loss, ys, output_shape, f"the {part} labels")
+    if np.issubdtype(x.dtype, np.integer) and x.size and int(x.max()) > 1:
+        warnings.warn(f"the inputs are integers up to {int(x.max())} (raw pixels?): the chapter scales them first "
+                      "(x / 255.0), without which these networks train poorly", DataWarning, stacklevel=3)
 
 
 def _fit_with_run(model, x, y, valid, sample_weight, *, out, seed, batch_size, epochs, shuffle, callbacks, verbose,

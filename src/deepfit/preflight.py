@@ -167,26 +167,57 @@ def check_compatible(cfg, dataset, output_shape: tuple, model_input: tuple | Non
     if len(dataset.x_train) == 0:
         raise DataError("the training set is empty; check data.train_size and data.validation_size")
     for part in ("train", "valid", "test"):
-        x = getattr(dataset, f"x_{part}")
-        if x is not None and np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
-            i = int(np.flatnonzero(~np.isfinite(x.reshape(len(x), -1)).all(axis=1))[0])
-            raise DataError(f"the {part} inputs hold NaN or infinite values (first at sample {i}); "
-                            "clean the data before training")
-    labels = [y for y in (dataset.y_train, dataset.y_valid, dataset.y_test) if y is not None and len(y)]
-    top = max(int(np.max(y)) for y in labels)
-    units = int(output_shape[-1]) if output_shape and output_shape[-1] is not None else None
-    if units is None:
-        return
-    if cfg.training.loss == "sparse_categorical_crossentropy" and top >= units:
-        raise DataError(
-            f"the labels go up to {top} but the last layer has {units} outputs; with "
-            f"sparse_categorical_crossentropy it needs {top + 1} (set the last layer's units = {top + 1})"
-        )
-    if cfg.training.loss == "binary_crossentropy" and (top > 1 or units != 1):
-        raise DataError(
-            f"binary_crossentropy needs labels 0/1 and one sigmoid output; the labels go up to {top} "
-            f"and the last layer has {units} outputs"
-        )
+        x, y = getattr(dataset, f"x_{part}"), getattr(dataset, f"y_{part}")
+        if x is not None:
+            check_finite(x, f"the {part} inputs")
+        units = output_shape[-1] if output_shape else None
+        if y is not None and len(y) and units is not None:
+            check_labels(cfg.training.loss, y, tuple(output_shape), f"the {part} labels")
+
+
+def check_finite(x: np.ndarray, what: str) -> None:
+    """NaN or infinite inputs make NaN weights at the first step that meets them: refused, with where."""
+    if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
+        i = int(np.flatnonzero(~np.isfinite(x.reshape(len(x), -1)).all(axis=1))[0])
+        raise DataError(f"{what} hold NaN or infinite values (first at sample {i}); clean the data before training")
+
+
+def check_labels(loss: Any, y: np.ndarray, output_shape: tuple, what: str = "the labels") -> None:
+    """Labels the loss would read wrong without a word, refused with the fix. Which labels a loss reads
+    comes from the loss Keras resolves (``compile``'s rules), not from its name: a class index past the
+    last output is one-hot encoded as zeros by the sparse crossentropy (loss 0, nothing learned)."""
+    from keras.src.trainers import compile_utils
+
+    from deepfit.train.objective import resolve_loss
+
+    units = int(output_shape[-1])
+    y = np.asarray(y)
+    resolved = compile_utils.get_loss(resolve_loss(loss), y[:1], np.zeros((1, *output_shape[1:]), np.float32))
+    fn = getattr(resolved, "fn", resolved)
+    name = getattr(fn, "__name__", type(fn).__name__)
+    values = y.reshape(-1)
+    if fn is keras.losses.sparse_categorical_crossentropy:
+        if y.ndim >= 2 and y.shape[-1] == units > 1:
+            raise DataError(f"{what} are one-hot (shape {list(y.shape)}) but {name} reads class indices: use "
+                            f"categorical_crossentropy, or integer labels (y.argmax(axis=-1))")
+        if not np.all(np.equal(np.mod(values, 1), 0)):
+            raise DataError(f"{what} are not whole numbers but {name} reads class indices 0..{units - 1}; "
+                            "give integer class labels")
+        low, top = int(values.min()), int(values.max())
+        if low < 0 or top >= units:
+            raise DataError(f"{what} go from {low} to {top} but the last layer has {units} outputs, so {name} reads "
+                            f"classes 0..{units - 1} only; " + (f"set the last layer's units = {top + 1}" if low >= 0
+                                                               else "labels must be class indices >= 0"))
+    elif fn in (keras.losses.categorical_crossentropy, keras.losses.categorical_focal_crossentropy):
+        if units > 1 and (y.ndim == 1 or y.shape[-1] == 1):
+            raise DataError(f"{what} are class indices (shape {list(y.shape)}) but {name} reads one-hot rows of "
+                            f"{units}: use sparse_categorical_crossentropy, or one-hot labels "
+                            "(keras.utils.to_categorical(y, num_classes))")
+    elif fn in (keras.losses.binary_crossentropy, keras.losses.binary_focal_crossentropy):
+        low, top = float(values.min()), float(values.max())
+        if low < 0 or top > 1:
+            raise DataError(f"{what} go from {low:g} to {top:g} but {name} reads probabilities in [0, 1] (0/1 "
+                            "labels); for several classes use sparse_categorical_crossentropy with a softmax output")
 
 
 def check_resources(cfg, dataset, model: keras.Model | None = None,

@@ -192,11 +192,16 @@ def make_trainer(cfg: Config, model: keras.Model, steps_per_epoch: int,
 
     t = cfg.training
     optimizer, schedule = optimizer_and_schedule or make_optimizer_and_schedule(t, steps_per_epoch)
+    if any(layer.dtype_policy.compute_dtype == "float16" for layer in model._flatten_layers()) and \
+            not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        # Loss scaling, as model.compile gives a model built under mixed_float16, for layers given it one by one
+        # too: without it float16 gradients underflow to zero.
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     # Compiled as Keras would be, so Keras's callbacks see its metrics and the model evaluates as it trained.
     model.compile(optimizer=optimizer, loss=resolve_loss(t.loss), metrics=[resolve_metric(m) for m in t.metrics])
     objective = Objective.for_model(t.loss, t.metrics, model, y_example, compile_metrics=model._compile_metrics)
     return Trainer(
-        model, optimizer, loss=objective, batch_size=t.batch_size, epochs=t.epochs, seed=cfg.data_order_seed,
+        model, model.optimizer, loss=objective, batch_size=t.batch_size, epochs=t.epochs, seed=cfg.data_order_seed,
         schedule=schedule, callbacks=callbacks, steps_per_chunk=t.steps_per_chunk,
         eval_batch_size=t.eval_batch_size, program=program_key(cfg, steps_per_epoch) if shared else None,
         shuffle=t.shuffle,
@@ -322,9 +327,9 @@ def _begin(config, out, *, overrides=(), model=None, data=None, callbacks=(), sa
         run = load_run(out)
         run.resume_note = f"run {str(out)!r} already finished ({run.final.get('status')}); nothing to do"
         return run
-    if status == "extend":
-        _reopen(Path(out), config_text)
-        status = "resumable"
+    extending = status == "extend"
+    if extending:
+        status = "resumable"  # reopened below, once its final state is known to fit this trainer
     out_dir = (Path(out) if status == "resumable" else prepare_out_dir(out, cfg, overwrite)) if save else None
     _raise_if_signalled(out_dir, status)
     compile_cache.enable()  # before the model is built: its initializers compile too
@@ -367,6 +372,14 @@ def _begin(config, out, *, overrides=(), model=None, data=None, callbacks=(), sa
     extra.append(StopOnSignal(backup))
     trainer = make_trainer(cfg, model, steps_per_epoch, extra, shared=own_model,
                            optimizer_and_schedule=optimizer_and_schedule, y_example=dataset.y_train[:1])
+    if extending:
+        from deepfit.resume import FINAL_STATE
+
+        if backup is None:
+            raise ConfigError("extending a finished run continues it from its checkpoint: drop --no-checkpoint")
+        # A refused extension leaves the finished run as it was: checked before anything is removed.
+        backup.check(trainer, Path(out) / FINAL_STATE, steps_per_epoch)
+        _reopen(Path(out), config_text)
     if backup is not None:
         backup.restore_on_begin = status == "resumable"  # the backup restores as fit begins
     note = None  # what --resume did when no checkpoint is restored (a restore names itself in _end)
@@ -511,15 +524,16 @@ def final_record(trainer: Trainer, dataset: Dataset, seconds: float) -> dict[str
     nan = next((c for c in trainer.callbacks if isinstance(c, TerminateOnNaN)), None)
     status = "diverged" if nan is not None and nan.report else ("stopped" if trainer.stop_reason else "completed")
     history = trainer.history
+    # deepfit's EarlyStopping, or Keras's run through the adapter, may have put an earlier epoch's weights back.
     restored = next((c.restored_epoch for c in trainer.callbacks
-                     if isinstance(c, EarlyStopping) and c.restored_epoch is not None), None)
+                     if isinstance(c, (EarlyStopping, KerasCallbacks)) and c.restored_epoch is not None), None)
     # "last" holds the metrics of the weights the run keeps (what tables and reports call final):
     # none for a diverged run (its weights are NaN; the epoch before is not what it ended with),
     # the best epoch's when early stopping restored it (test metrics and the saved model come from it).
     if status == "diverged":
         last: dict[str, Any] = {}
     elif restored is not None:
-        last = dict(history[restored - 1])
+        last = dict(next(row for row in history if row["epoch"] == restored))
     else:
         last = history[-1] if history else {}
     final: dict[str, Any] = {

@@ -8,8 +8,9 @@ def register(sub) -> None:
     p = sub.add_parser("find-lr", help="sweep the learning rate over one epoch; plot loss vs rate; suggest one",
                        description="The learning-rate finder: grow the rate geometrically from --min-rate to "
                                    "--max-rate over one epoch (or --steps batches), stop when the smoothed loss "
-                                   "passes 4x its best or is not finite, and suggest the rate where the loss falls "
-                                   "fastest. Nothing is trained for keeps.",
+                                   "passes 4x its best or is not finite, and suggest a rate read off the loss "
+                                   "averaged without lag: for a 1cycle config the rate of the lowest loss (its "
+                                   "max_rate), else a tenth of it (--rule to choose). Nothing is trained for keeps.",
                        epilog="examples:\n  deepfit find-lr configs/one_cycle.toml --out runs/lr\n"
                               "  deepfit find-lr configs/power.toml --steps 300 --apply",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -19,6 +20,8 @@ def register(sub) -> None:
     p.add_argument("--min-rate", type=float, default=1e-5)
     p.add_argument("--max-rate", type=float, default=10.0)
     p.add_argument("--steps", type=int, default=None, help="batches to sweep (default: one epoch)")
+    p.add_argument("--rule", choices=["minimum", "minimum/10", "steepest"], default=None,
+                   help="how to suggest (default: minimum for 1cycle's max_rate, else minimum/10)")
     p.add_argument("--apply", action="store_true",
                    help="write a copy of the config with the suggested rate (1cycle: max_rate) into --out")
     p.set_defaults(handler=run)
@@ -31,14 +34,14 @@ def run(args) -> int:
 
     cfg = load_config(args.config, args.overrides)
     out = Path(args.out or Path("runs") / f"{cfg.name or Path(args.config).stem}-lr")
-    result = find_lr(cfg, min_rate=args.min_rate, max_rate=args.max_rate, steps=args.steps)
+    result = find_lr(cfg, min_rate=args.min_rate, max_rate=args.max_rate, steps=args.steps, rule=args.rule)
     files = save_result(result, out)
     print(f"swept {len(result.rates)} steps, rate {result.rates[0]:.3g} -> {result.rates[-1]:.3g}; "
           f"stopped: {result.stop_reason}")
     if result.suggestion is None:
         print(f"no suggestion: {result.reason}")
     else:
-        print(f"suggested learning rate: {result.suggestion:.4g} ({result.reason})")
+        print(f"suggested learning rate: {result.suggestion:.4g} (rule {result.rule}: {result.reason})")
     for f in files:
         print(f"wrote {f}")
     if args.apply:

@@ -75,7 +75,7 @@ def plot_lr_finder(result: Any, out: str | Path) -> Path:
     ax = fig.add_subplot()
     finite = np.isfinite(result.losses)
     ax.plot(result.rates[finite], result.losses[finite], color="0.75", lw=0.8, label="batch loss")
-    ax.plot(result.rates, result.smoothed, "b-", lw=1.5, label="smoothed")
+    ax.plot(result.rates, result.smoothed, "b-", lw=1.5, label="centred average")
     ax.set_xscale("log")
     ok = result.smoothed[np.isfinite(result.smoothed)]
     if len(ok):
@@ -83,9 +83,8 @@ def plot_lr_finder(result: Any, out: str | Path) -> Path:
         ax.set_ylim(low - 0.05 * abs(low), max(first, low) * 1.5 + 1e-9)
         ax.axhline(low, color="0.5", lw=0.8)
     if result.suggestion is not None:
-        i = result.suggestion_index
-        ax.axvline(result.suggestion, color="r", ls="--", lw=1)
-        ax.plot([result.suggestion], [result.smoothed[i]], "ro", label=f"suggestion {result.suggestion:.3g}")
+        ax.axvline(result.suggestion, color="r", ls="--", lw=1, label=f"suggestion {result.suggestion:.3g} "
+                                                                        f"({result.rule})")
     else:
         ax.text(0.02, 0.02, f"no suggestion: {result.reason}", transform=ax.transAxes, fontsize=7, wrap=True)
     ax.set(xlabel="Learning rate", ylabel="Loss", title="Learning-rate finder")

@@ -34,8 +34,9 @@ from safetensors.numpy import save as save_safetensors
 from deepfit.errors import CheckpointError
 from deepfit.io import MANIFEST, fsync_dir, storage_error, verify_manifest, write_atomic
 
-# 2: the state keyed by variable path (1 was split positionally by the trainable flags).
-FORMAT = "deepfit-checkpoint-2"
+# 3: the state keyed by position and role (2 used Keras's layer names, which change between processes;
+# 1 was split positionally by the trainable flags).
+FORMAT = "deepfit-checkpoint-3"
 POINTER = "latest.json"
 STATE_FILE, META_FILE = "state.safetensors", "meta.json"
 _NAME = re.compile(r"^ckpt-(\d{10})$")

@@ -1,7 +1,9 @@
 """Callbacks: named events at chunk boundaries, control by exception.
 
 The loop calls ``on_fit_begin``, ``on_epoch_begin``, ``on_chunk_end``,
-``on_epoch_end`` and ``on_fit_end`` on each callback in ``order``. A callback
+``on_epoch_end`` and ``on_fit_end`` on each callback in ``order``, and around the
+validation of each epoch ``on_test_begin``, ``on_test_batch_end`` (after each call of
+``eval_batches_per_call`` batches, when a callback asks for it) and ``on_test_end``. A callback
 stops training by setting ``trainer.stop_training`` (the epoch finishes, as in
 Keras) or by raising :class:`StopTraining` (at once). Every callback can save
 and restore its own state, so a resumed run continues exactly.
@@ -41,12 +43,18 @@ class Callback:
     order: int = 0
     # Steps between on_chunk_end calls this callback needs (None: once an epoch is enough).
     every_n_steps: int | None = None
+    # Validation batches between on_test_batch_end calls it needs (None: the whole evaluation at once).
+    eval_batches_per_call: int | None = None
 
     def on_fit_begin(self, trainer: "Trainer") -> None: ...
     def on_epoch_begin(self, trainer: "Trainer", epoch: int) -> None: ...
     def on_chunk_end(self, trainer: "Trainer", chunk: Chunk) -> None: ...
     def on_epoch_end(self, trainer: "Trainer", epoch: int, logs: dict[str, Any]) -> None: ...
     def on_fit_end(self, trainer: "Trainer") -> None: ...
+    def on_test_begin(self, trainer: "Trainer") -> None: ...
+    def on_test_batch_begin(self, trainer: "Trainer", batch: int) -> None: ...
+    def on_test_batch_end(self, trainer: "Trainer", batch: int, logs: dict[str, Any]) -> None: ...
+    def on_test_end(self, trainer: "Trainer", logs: dict[str, Any]) -> None: ...
 
     def state_dict(self) -> dict[str, Any]:
         """JSON-serializable state needed to resume exactly."""

@@ -21,7 +21,8 @@ from deepfit.train import compile_cache
 from deepfit.train.events import Callback, CallbackList, Chunk, StopTraining
 from deepfit.train.state import Layout, TrainState
 from deepfit.train.objective import as_objective
-from deepfit.train.step import Schedule, Steps, StepsFactory, layer_flags, shared_steps, trainable_weights
+from deepfit.train.step import (Schedule, Steps, StepsFactory, layer_flags, shared_steps, structure_key,
+                               trainable_weights)
 
 # Streams of randomness derived from the run's seed (init uses the seed itself).
 DATA_ORDER = 1
@@ -30,7 +31,8 @@ DATA_ORDER = 1
 class Trainer:
     """Trains a Keras model with a Keras optimizer in deepfit's compiled loop.
 
-    ``shuffle=False`` keeps the data order (as ``model.fit(shuffle=False)``).
+    ``shuffle=False`` keeps the data order (as ``model.fit(shuffle=False)``); ``validation_freq``
+    validates every that many epochs, or at the epochs (1-based) listed, as ``model.fit``'s.
     ``program``: a key under which this process keeps the compiled step for the next
     trainer of the same shape (see :func:`deepfit.train.step.shared_steps`).
 
@@ -54,6 +56,7 @@ class Trainer:
         eval_batch_size: int = 1000,
         shuffle: bool = True,
         program: Any = None,
+        validation_freq: int | Sequence[int] = 1,
     ):
         if keras.backend.backend() != "jax":
             raise RuntimeError(
@@ -67,10 +70,16 @@ class Trainer:
         self.callbacks = CallbackList(callbacks)
         asked = [c.every_n_steps for c in self.callbacks if c.every_n_steps]
         self.steps_per_chunk = min([steps_per_chunk or math.inf, *asked])
+        asked_eval = [c.eval_batches_per_call for c in self.callbacks if c.eval_batches_per_call]
+        self.eval_batches_per_call = min(asked_eval) if asked_eval else None
+        self.validation_freq = validation_freq
         if not optimizer.built:
             optimizer.build(trainable_weights(model))
         # One objective (Keras's loss and metrics) for every step this trainer builds: the sums keep one shape.
-        self.loss, self.schedule, self.program = as_objective(loss, model), schedule, program
+        self.loss, self.schedule = as_objective(loss, model), schedule
+        # A caller's key for the compiled step, completed by what the step is traced from: a key that
+        # missed a constant of the model or optimizer can then never hand this trainer another's program.
+        self.program = None if program is None else (program, structure_key(model, optimizer))
         self.layout = Layout(model, optimizer)
         factories = [c.steps_factory for c in self.callbacks if getattr(c, "steps_factory", None)]
         if len(factories) > 1:
@@ -83,6 +92,7 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.stop_training = False
         self.stop_reason: str | None = None
+        self.ended = False  # the last fit ended normally (its epochs, or stopped by a callback)
 
     def refresh_steps(self) -> Steps:
         """The compiled steps for the layers trainable now (built once per set of flags)."""
@@ -133,6 +143,7 @@ class Trainer:
         k = int(min(self.steps_per_chunk, full)) if full else 0
         self.stop_training, self.stop_reason = False, None
         self.callbacks("on_fit_begin", self)
+        ended = False  # normally: the epochs done, or a callback stopped it (not an exception or a signal)
         try:
             while self.epoch < self.epochs and not self.stop_training:
                 epoch = self.epoch
@@ -157,11 +168,24 @@ class Trainer:
                 logs = self._epoch_logs(epoch, time.perf_counter() - started, validation_data)
                 self.history.append(logs)
                 self.callbacks("on_epoch_end", self, epoch, logs)
+            ended = True
         except StopTraining as stop:
             self.stop_reason = str(stop)
+            ended = True
         finally:
             self.state.to_model(self.layout)
+            self.ended = ended
+            if ended:
+                self._finalize_optimizer()
             self.callbacks("on_fit_end", self)
+
+    def _finalize_optimizer(self) -> None:
+        """As ``model.fit`` ends: an optimizer with ``use_ema`` writes its moving averages into the
+        weights (Keras's ``finalize_variable_values``; a no-op otherwise), which the state then holds.
+        Not after an exception or a signal: a resumed run must continue from the weights it trained."""
+        self.optimizer.finalize_variable_values([self.layout.variables[k] for k in self.steps.trainable_keys])
+        self.state = self.state.replace(params={k: jnp.asarray(self.layout.variables[k].value)
+                                                for k in self.state.params})
 
     def _run(self, epoch: int, idx: np.ndarray, active: np.ndarray):
         first = int(self.state.step)
@@ -171,18 +195,44 @@ class Trainer:
 
     def _epoch_logs(self, epoch: int, seconds: float, validation_data) -> dict[str, Any]:
         logs: dict[str, Any] = {"epoch": epoch + 1, **self.steps.loss.logs(self.state.sums)}
-        if validation_data is not None:
-            logs.update(self.evaluate_logs(*validation_data, prefix="val_"))
+        if validation_data is not None and self._validates(epoch):
+            logs.update({f"val_{k}": v for k, v in self.validate(*validation_data).items()})
         logs["learning_rate"] = self.learning_rate
         logs["seconds"] = seconds
+        return logs
+
+    def _validates(self, epoch: int) -> bool:
+        freq = self.validation_freq
+        return (epoch + 1) % freq == 0 if isinstance(freq, int) else epoch + 1 in freq
+
+    def validate(self, x, y) -> dict[str, float]:
+        """An epoch's validation, with the ``on_test_*`` events (as ``model.fit`` runs ``evaluate`` with
+        its callbacks): batch events after every ``eval_batches_per_call`` batches when a callback asks."""
+        self.callbacks("on_test_begin", self)
+        per_call = self.eval_batches_per_call
+        if per_call is None:
+            logs = self.evaluate_logs(x, y)
+        else:
+            sums = np.zeros(self.steps.loss.size, np.float32)
+            total, done = -(-len(x) // self.eval_batch_size), 0
+            for xs, ys in batches(on_device(x), on_device(y), self.eval_batch_size):
+                for i in range(len(xs)):
+                    if done % per_call == 0:
+                        self.callbacks("on_test_batch_begin", self, done)
+                    yb = jax.tree.map(lambda a: a[i : i + 1], ys)
+                    sums += np.asarray(self.steps.evaluate_batches(self.state.variables, xs[i : i + 1], yb))
+                    done += 1
+                    if done % per_call == 0 or done == total:  # numbered as Keras numbers an execution's end
+                        end = (done - 1) // per_call * per_call + per_call - 1
+                        self.callbacks("on_test_batch_end", self, end, self.steps.loss.logs(sums))
+            logs = self.steps.loss.logs(sums)
+        self.callbacks("on_test_end", self, logs)
         return logs
 
     @property
     def learning_rate(self) -> float:
         """The rate the last step used (what Keras's ``optimizer.learning_rate`` reads after it)."""
-        if self.steps.lr_key is not None:
-            return float(self.state.optimizer[self.steps.lr_key])
-        return float(self.steps.rate(self.state.replace(step=jnp.maximum(self.state.step - 1, 0))))
+        return float(self.steps.last_rate(self.state))
 
     def evaluate(self, x, y, state: TrainState | None = None) -> tuple[float, float]:
         """Mean loss (regularization included, as Keras reports it) and accuracy, inference mode."""

@@ -27,32 +27,61 @@ import numpy as np
 N_SUMS = 3
 
 
-def _relative(path: str, prefix: str) -> str | None:
-    return path[len(prefix) + 1:] if prefix and path.startswith(prefix + "/") else None
+def _children(layer) -> list:
+    """A layer's direct sublayers, in Keras's order (a model's ``layers``; else what the layer tracks)."""
+    if isinstance(layer, keras.Model):
+        return list(layer.layers)
+    return list(layer._flatten_layers(include_self=False, recursive=False))
+
+
+def stable_keys(model: keras.Model) -> dict[str, keras.Variable]:
+    """Every variable of ``model`` under a key made of positions and roles, never of names.
+
+    A layer's own variables are keyed by its position in its parent and its class, then the
+    variable's own name: ``"1.dense/kernel"``, ``"0.sequential/2.batch_normalization/moving_mean"``,
+    ``"2.dropout/seed_generator_state"``. Keras's names and paths carry process-wide counters
+    (``dense_4``, ``sequential_3``, ``seed_generator_12``), so the same network built in another
+    process, or twice in one notebook, names its layers differently; its structure does not.
+    """
+    from keras.src.utils.naming import to_snake_case
+
+    out: dict[str, keras.Variable] = {}
+    seen: set[int] = set()
+
+    def visit(layer, prefix: str) -> None:
+        children = _children(layer)
+        nested = {id(v) for child in children for v in child.variables}
+        counts: dict[str, int] = {}
+        for v in layer.variables:
+            if id(v) in nested or id(v) in seen:
+                continue
+            seen.add(id(v))
+            n = counts[v.name] = counts.get(v.name, 0) + 1
+            out[f"{prefix}{v.name}" + (f"#{n}" if n > 1 else "")] = v
+        for i, child in enumerate(children):
+            visit(child, f"{prefix}{i}.{to_snake_case(type(child).__name__)}/")
+
+    visit(model, "")
+    for v in model.variables:  # variables the model holds outside its layers and their trackers
+        if id(v) not in seen:
+            seen.add(id(v))
+            out[f"model/{v.name}#{len(out)}"] = v
+    return out
 
 
 class Layout:
     """Which key names which Keras variable, for one model and its optimizer.
 
-    Model variables are keyed ``"<layer name>/<variable>"`` (``"dense_1/kernel"``,
-    ``"dropout/seed_generator_state"``): Keras's own paths carry the model's and
-    the seed generators' process-wide counters (``sequential_3``,
-    ``seed_generator_12``), which would make a checkpoint unreadable by the next
-    process. Optimizer variables are keyed by name (``"iteration"``,
-    ``"learning_rate"``) or, for a weight's slot, ``"<weight key>:<slot>"``
-    (``"dense_1/kernel:momentum"``): that is how a frozen weight's slots are found.
+    Model variables are keyed by :func:`stable_keys` (positions and roles, the same in every
+    process). Optimizer variables are keyed by name (``"iteration"``, ``"learning_rate"``) or, for
+    a weight's slot, ``"<weight key>:<slot>"`` (``"1.dense/kernel:momentum"``): that is how a frozen
+    weight's slots are found. An optimizer that wraps another (Keras's ``LossScaleOptimizer`` under
+    ``mixed_float16``) keys the inner one's variables under ``"inner/"``.
     """
 
     def __init__(self, model: keras.Model, optimizer: keras.optimizers.Optimizer):
-        self.model_keys: dict[int, str] = {}
-        self.variables: dict[str, keras.Variable] = {}
-        for layer in model.layers:
-            for v in layer.variables:
-                rel = _relative(v.path, getattr(layer, "path", "")) or v.name
-                self._add(f"{layer.name}/{rel}", v)
-        for v in model.variables:  # variables the model holds outside its layers
-            if id(v) not in self.model_keys:
-                self._add(_relative(v.path, model.name) or v.path, v)
+        self.variables: dict[str, keras.Variable] = stable_keys(model)
+        self.model_keys: dict[int, str] = {id(v): k for k, v in self.variables.items()}
         covered = {id(v) for v in optimizer._trainable_variables}
         self.param_keys = tuple(k for k, v in self.variables.items() if id(v) in covered)
         self.buffer_keys = tuple(k for k, v in self.variables.items() if id(v) not in covered)
@@ -61,8 +90,12 @@ class Layout:
             raise ValueError(f"the optimizer was built for {missing} variable(s) the model does not hold: "
                              "build it for this model's weights (or pass an unbuilt optimizer)")
 
+        # Keras names a slot "<weight path with _>_<slot>" (add_variable_from_reference); longest first,
+        # so "dense_1_kernel" is not read as "dense_1" + "_kernel...".
         tokens = sorted(((self.variables[k].path.replace("/", "_") + "_", k) for k in self.param_keys),
                         key=lambda t: -len(t[0]))
+        inner = getattr(optimizer, "inner_optimizer", None)
+        inner_ids = {id(v) for v in inner.variables} if inner is not None else set()
         self.optimizer_vars: dict[str, keras.Variable] = {}
         self.slot_owner: dict[str, str] = {}  # optimizer key → the weight key it belongs to
         for i, v in enumerate(optimizer.variables):
@@ -71,17 +104,18 @@ class Layout:
             key = rel if owner is None else f"{owner[1]}:{rel[len(owner[0]):]}"
             if owner is None and re.fullmatch(r"variable(_\d+)?", rel):
                 key = f"variable@{i}"  # unnamed (Nadam's u_product): Keras numbers it process-wide
+            if id(v) in inner_ids:
+                key = f"inner/{key}"
             if key in self.optimizer_vars:
                 raise ValueError(f"two optimizer variables map to the key {key!r}")
             self.optimizer_vars[key] = v
             if owner is not None:
                 self.slot_owner[key] = owner[1]
+        # The counter Keras's LearningRateSchedule reads (optimizer.iterations; the inner one's if wrapped).
+        self.iterations_key = self.key_of_optimizer_variable(optimizer.iterations)
 
-    def _add(self, key: str, v: keras.Variable) -> None:
-        if key in self.variables:
-            raise ValueError(f"two variables of the model map to the key {key!r}: give its layers unique names")
-        self.model_keys[id(v)] = key
-        self.variables[key] = v
+    def key_of_optimizer_variable(self, variable) -> str | None:
+        return next((k for k, v in self.optimizer_vars.items() if v is variable), None)
 
     def keys_of(self, variables: Iterable[keras.Variable]) -> tuple[str, ...]:
         return tuple(self.model_keys[id(v)] for v in variables)

@@ -176,11 +176,11 @@ class StatsSteps(Steps):
         updated = {k: scope.get_current_value(self.layout.variables[k]) for k in self.non_trainable_keys}
         loss, correct = self.loss(y, h)
         total = loss + sum(reg_losses) if reg_losses else loss
-        return total, (updated, correct, outputs)
+        return self.scale_loss(total, state), (updated, correct, outputs, total)
 
     def _stats_step(self, state: TrainState, x, y):
         trainable = {k: state.params[k] for k in self.trainable_keys}
-        (loss, (updated, correct, outputs)), grads = jax.value_and_grad(
+        (_, (updated, correct, outputs, loss)), grads = jax.value_and_grad(
             self._objective_with_outputs, has_aux=True)(trainable, state, x, y)
         new, loss, rate = self.apply_gradients(state, grads, loss, correct, updated, x.shape[0])
         return new, loss, rate, stats_table(outputs, grads, state.params, new.params, self.layers)

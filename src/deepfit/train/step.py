@@ -96,16 +96,17 @@ class Steps:
         self.frozen = frozenset(self.layout.param_keys) - set(self.trainable_keys)
         self.frozen_slots = frozenset(k for k, owner in self.layout.slot_owner.items() if owner in self.frozen)
         lr = getattr(optimizer, "_learning_rate", None)
-        self.lr_key = next((k for k, v in self.layout.optimizer_vars.items() if v is lr), None)
+        self.lr_key = self.layout.key_of_optimizer_variable(lr)
+        self.clock_key = next((k for k in self.layout.optimizer_vars if k.rsplit("/", 1)[-1] == CLOCK), None)
         self.keras_schedule = isinstance(lr, keras.optimizers.schedules.LearningRateSchedule)
         if schedule is None and self.keras_schedule:
-            schedule = lambda step: lr(step)  # noqa: E731  (Keras's schedule, on deepfit's clock)
-        elif schedule is None and self.lr_key is not None:
-            base = float(self.layout.optimizer_vars[self.lr_key].numpy())
-            schedule = lambda step: jnp.asarray(base, jnp.float32)  # noqa: E731
-        if schedule is None:
+            if self.layout.iterations_key is None:
+                raise TypeError("the optimizer has a LearningRateSchedule but no iterations variable")
+            schedule = lr  # Keras's schedule on Keras's own clock, optimizer.iterations (see rate)
+        if schedule is None and self.lr_key is None:
             raise TypeError(f"the optimizer's learning_rate {lr!r} is neither a number, a variable nor a Keras "
                             "LearningRateSchedule: give a number or a schedule")
+        # None: the optimizer's own learning_rate variable is the rate (what a Keras callback sets)
         self.schedule = schedule
         self.run_chunk = jax.jit(self._run_chunk)
         self.evaluate_batches = jax.jit(self._evaluate_batches)
@@ -121,14 +122,41 @@ class Steps:
         return y_pred, dict(zip(self.non_trainable_keys, non_trainable)), losses
 
     def rate(self, state: TrainState) -> jax.Array:
-        """The learning rate the next step uses."""
-        return jnp.asarray(self.schedule(state.step), jnp.float32) * state.lr_scale
+        """The learning rate the next step uses: deepfit's schedule on ``state.step``; a Keras
+        ``LearningRateSchedule`` on ``optimizer.iterations``, as ``model.fit`` evaluates it (a second
+        ``fit`` continues it, an optimizer reset restarts it); else the optimizer's own rate
+        variable. Times ``lr_scale`` (reduce-on-plateau)."""
+        if self.schedule is None:
+            base = state.optimizer[self.lr_key]
+        elif self.keras_schedule:
+            base = self.schedule(state.optimizer[self.layout.iterations_key])
+        else:
+            base = self.schedule(state.step)
+        return jnp.asarray(base, jnp.float32) * state.lr_scale
+
+    def last_rate(self, state: TrainState) -> jax.Array:
+        """The rate the last step used (the one before ``state``; the first rate before any step)."""
+        if self.schedule is None:
+            return self.rate(state)
+        if self.keras_schedule:
+            key = self.layout.iterations_key
+            before = jnp.maximum(state.optimizer[key] - 1, 0).astype(state.optimizer[key].dtype)
+            return self.rate(state.replace(optimizer={**state.optimizer, key: before}))
+        return self.rate(state.replace(step=jnp.maximum(state.step - 1, 0)))
 
     def _objective(self, trainable: dict, state: TrainState, x, y):
         y_pred, updated, reg_losses = self.call({**state.variables, **trainable}, x, training=True)
         loss, correct = self.loss(y, y_pred)
         total = loss + sum(reg_losses) if reg_losses else loss
-        return total, (updated, correct)
+        return self.scale_loss(total, state), (updated, correct, total)
+
+    def scale_loss(self, loss, state: TrainState):
+        """The loss the gradients are taken of: Keras's ``optimizer.scale_loss`` on the state's optimizer
+        variables (a ``LossScaleOptimizer``'s dynamic scale under ``mixed_float16``; else unchanged),
+        as Keras's JAX trainer does; the optimizer unscales the gradients."""
+        mapping = [(v, state.optimizer[k]) for k, v in self.layout.optimizer_vars.items()]
+        with keras.StatelessScope(state_mapping=mapping):
+            return self.optimizer.scale_loss(loss)
 
     def gradients(self, state: TrainState, x, y):
         """Loss, aux ``(updated non-trainable values, correct)`` and gradients of the trainable weights."""
@@ -137,7 +165,7 @@ class Steps:
 
     def train_step(self, state: TrainState, x, y) -> tuple[TrainState, jax.Array, jax.Array]:
         """One optimizer step. Returns the new state, the batch loss and the rate used."""
-        (loss, (updated, correct)), grads = self.gradients(state, x, y)
+        (_, (updated, correct, loss)), grads = self.gradients(state, x, y)
         return self.apply_gradients(state, grads, loss, correct, updated, x.shape[0])
 
     def apply_gradients(self, state: TrainState, grads: dict, loss, correct, updated: dict,
@@ -147,8 +175,8 @@ class Steps:
         opt = dict(state.optimizer)
         if self.lr_key is not None:
             opt[self.lr_key] = rate.astype(opt[self.lr_key].dtype)
-        if CLOCK in opt:
-            opt[CLOCK] = state.step.astype(opt[CLOCK].dtype)
+        if self.clock_key is not None:
+            opt[self.clock_key] = state.step.astype(opt[self.clock_key].dtype)
         # In Keras's order (a dict that has been through a jitted call comes back with sorted keys).
         keys, opt_keys = self.layout.param_keys, list(self.layout.optimizer_vars)
         all_grads = [grads[k] if k in grads else jnp.zeros_like(state.params[k]) for k in keys]
@@ -157,6 +185,8 @@ class Steps:
                 [opt[k] for k in opt_keys], all_grads, [state.params[k] for k in keys])
         params = {k: state.params[k] if k in self.frozen else v for k, v in zip(keys, new_params)}
         optimizer = {k: state.optimizer[k] if k in self.frozen_slots else v for k, v in zip(opt_keys, new_opt)}
+        if self.schedule is None:  # the variable keeps the rate set on it, not the rate times lr_scale
+            optimizer[self.lr_key] = state.optimizer[self.lr_key]
         buffers = {**state.buffers, **{k: v for k, v in updated.items() if k in state.buffers}}
         sums = state.sums + self.loss.sums(loss, correct, batch)
         new = state.replace(params=params, buffers=buffers, optimizer=optimizer, step=state.step + 1, sums=sums)
@@ -231,11 +261,31 @@ _KEEP_PROGRAMS = 8
 _PROGRAMS: "OrderedDict[Hashable, Steps]" = OrderedDict()
 
 
+def structure_key(model: keras.Model, optimizer: keras.optimizers.Optimizer) -> str:
+    """A digest of everything a traced step reads from the model and optimizer as Python constants: the
+    architecture with every layer's arguments (activations, regularizers, constraints, dtype policies;
+    Keras's automatic names normalized) and the optimizer's configuration."""
+    import hashlib
+    import json
+
+    from deepfit.keras_model import architecture_json
+
+    def optimizer_config(opt) -> dict:
+        config = {k: v for k, v in opt.get_config().items() if k != "name"}
+        inner = getattr(opt, "inner_optimizer", None)
+        return {"class": type(opt).__qualname__, **config,
+                **({"inner": optimizer_config(inner)} if inner is not None else {})}
+
+    text = json.dumps([architecture_json(model), optimizer_config(optimizer)], sort_keys=True, default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def shared_steps(key: Hashable | None, build: Callable[[], Steps]) -> Steps:
     """The :class:`Steps` cached under ``key`` (built now if new); ``key=None`` always builds.
 
     Safe because a Steps only reads its model and optimizer for their structure and their
-    Python constants (momentum, regularization factors, ...), all of which the key must fix.
+    Python constants (momentum, regularization factors, ...), all of which the key fixes: the
+    trainer's key holds :func:`structure_key` beside its caller's (the config without seeds).
     """
     if key is None:
         return build()

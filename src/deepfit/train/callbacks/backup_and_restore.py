@@ -119,25 +119,9 @@ class BackupAndRestore(Callback):
         path = self.latest()
         if path is None:
             return False
-        arrays, meta = read_checkpoint(path)
+        state, history, pairs, arrays, meta = self._read(trainer, path, trainer._steps_per_epoch)
         where = str(path)
-        expected_spe = trainer._steps_per_epoch
-        if (meta.get("steps_per_epoch"), meta.get("batch_size"), meta.get("seed")) != (
-                expected_spe, trainer.batch_size, trainer.seed):
-            raise CheckpointError(
-                f"{where}: made with {meta.get('steps_per_epoch')} steps an epoch, batch size "
-                f"{meta.get('batch_size')}, seed {meta.get('seed')}; this run has {expected_spe}, "
-                f"{trainer.batch_size}, {trainer.seed}. Resume with the same config and data, or start a new run"
-            )
-        state_arrays = {k.removeprefix("state/"): v for k, v in arrays.items() if k.startswith("state/")}
-        try:
-            state = trainer.state.with_arrays(state_arrays)
-        except ValueError as e:
-            raise CheckpointError(f"{path / 'state.safetensors'}: {e} (a different model or optimizer?)") from None
-        history = join_arrays(meta.get("history", []), arrays, where)
-        if not isinstance(history, list) or not all(isinstance(r, dict) for r in history):
-            raise CheckpointError(f"{where}: history is not a list of rows")
-        for cb, entry in self._pair(trainer, meta.get("callbacks"), where):
+        for cb, entry in pairs:
             try:
                 cb.load_state_dict(join_arrays(entry.get("state", {}), arrays, where))
             except (KeyError, TypeError, ValueError, AttributeError) as e:
@@ -148,6 +132,35 @@ class BackupAndRestore(Callback):
         self.restored_from, self.restored_step = path, int(state.step)
         self.stopped = (bool(meta.get("stop_training")), meta.get("stop_reason"))
         return True
+
+    def check(self, trainer, folder: Path, steps_per_epoch: int) -> None:
+        """Raise the CheckpointError :meth:`restore` would raise on the newest checkpoint in ``folder``,
+        changing nothing (a finished run is checked before it is reopened for more epochs)."""
+        path = latest_checkpoint(folder)
+        if path is None:
+            raise CheckpointError(f"{folder}: holds no checkpoint to continue from")
+        self._read(trainer, path, steps_per_epoch)
+
+    def _read(self, trainer, path: Path, steps_per_epoch: int):
+        """A checkpoint read and matched to ``trainer``: (state, history, callback pairs, arrays, meta)."""
+        arrays, meta = read_checkpoint(path)
+        where = str(path)
+        if (meta.get("steps_per_epoch"), meta.get("batch_size"), meta.get("seed")) != (
+                steps_per_epoch, trainer.batch_size, trainer.seed):
+            raise CheckpointError(
+                f"{where}: made with {meta.get('steps_per_epoch')} steps an epoch, batch size "
+                f"{meta.get('batch_size')}, seed {meta.get('seed')}; this run has {steps_per_epoch}, "
+                f"{trainer.batch_size}, {trainer.seed}. Resume with the same config and data, or start a new run"
+            )
+        state_arrays = {k.removeprefix("state/"): v for k, v in arrays.items() if k.startswith("state/")}
+        try:
+            state = trainer.state.with_arrays(state_arrays)
+        except ValueError as e:
+            raise CheckpointError(f"{path / 'state.safetensors'}: {e} (a different model or optimizer?)") from None
+        history = join_arrays(meta.get("history", []), arrays, where)
+        if not isinstance(history, list) or not all(isinstance(r, dict) for r in history):
+            raise CheckpointError(f"{where}: history is not a list of rows")
+        return state, history, self._pair(trainer, meta.get("callbacks"), where), arrays, meta
 
     @staticmethod
     def _pair(trainer, saved: Any, where: str) -> list[tuple[Callback, dict]]:

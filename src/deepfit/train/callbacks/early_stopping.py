@@ -17,9 +17,8 @@ class EarlyStopping(Callback):
     An epoch improves when it beats the best by more than ``min_delta``; after
     ``patience`` epochs without improvement training stops at the end of the
     epoch. ``restore_best_weights`` puts back the best epoch's weights (and
-    BatchNorm statistics) when training ends. Unlike Keras, which restores only
-    when it stopped early, deepfit also restores when the epochs ran out after
-    the best one: the flag's name promises the best weights either way.
+    BatchNorm statistics) when training ends, as Keras 3 does: whenever it holds
+    best weights, whether training stopped early or its epochs ran out.
     """
 
     order = 50
