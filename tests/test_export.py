@@ -14,7 +14,7 @@ from test_cli import assert_one_clear_line, run_main
 
 import deepfit as df
 from deepfit.deploy import engines
-from deepfit.deploy.export import count_weights, scores
+from deepfit.deploy.exporter import count_weights, scores
 from deepfit.deploy.fold import fold_batch_norm
 from deepfit.errors import ConfigError
 

@@ -30,7 +30,8 @@ __version__ = "0.1.0"
 
 from deepfit.config import Config, load_config  # noqa: E402
 from deepfit.data import Dataset, load_data  # noqa: E402
-from deepfit.deploy import export, fold_batch_norm  # noqa: E402
+from deepfit.deploy.exporter import export  # noqa: E402
+from deepfit.deploy.fold import fold_batch_norm  # noqa: E402
 from deepfit.errors import CheckpointError, ConfigError, DataError, DataWarning, DeepfitError, StorageError  # noqa: E402
 from deepfit.experiments import load_experiment  # noqa: E402
 from deepfit.fit import fit  # noqa: E402

@@ -3,7 +3,7 @@
 :func:`export` does it and measures what each step cost and bought (``export.json``).
 """
 
-from deepfit.deploy.export import Exported, export
+from deepfit.deploy.exporter import Exported, export
 from deepfit.deploy.fold import Folded, fold_batch_norm
 
 __all__ = ["Exported", "Folded", "export", "fold_batch_norm"]

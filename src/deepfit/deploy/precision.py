@@ -9,7 +9,7 @@
   onnxruntime's ``quantize_dynamic`` (MatMul / Gemm weights as int8, activations
   quantized per call) for an ONNX file (:mod:`deepfit.deploy.onnx`).
 
-Neither is assumed faster: :mod:`deepfit.deploy.export` measures both.
+Neither is assumed faster: :mod:`deepfit.deploy.exporter` measures both.
 """
 
 from __future__ import annotations
