@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # pyproject.toml's extras each set-up adds to the package. The demo needs none; the tests need the dev
 # tools, Ray (its backend's tests) and the docs build (a test builds the site).
 DEMO_EXTRAS :=
-TEST_EXTRAS := dev,ray,docs
+TEST_EXTRAS := dev,ray,docs,export
 NOTEBOOK_EXTRAS := notebook
 
 DEMO_STAMP := $(VENV)/.installed-demo

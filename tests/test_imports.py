@@ -16,7 +16,7 @@ FLOORS = [
     ("data", "nn", "optim", "serialize", "keras_model"),
     ("train",),
     ("run", "resume", "preflight", "presets", "lr_finder", "fit"),
-    ("uncertainty", "calibration", "predictions", "diagnostics", "transfer_study"),
+    ("uncertainty", "calibration", "predictions", "diagnostics", "transfer_study", "deploy"),
     ("experiments",),
     ("report", "workflows"),
     ("commands", "cli", "__main__"),

@@ -28,7 +28,8 @@ def test_catalog_covers_every_experiment_of_the_spec_with_its_figure():
         if e.config:
             assert (rp.configs_dir() / e.config).is_file(), e.config
     ids = {e.id for e in CATALOG} | {"mc_dropout:deterministic"}
-    assert all(c.better in ids and c.worse in ids for c in CLAIMS)
+    measured = {e.id for e in CATALOG if e.table == "last_page" and e.config is None}  # "<entry>:<variant>" values
+    assert all(side in ids or side.split(":")[0] in measured for c in CLAIMS for side in (c.better, c.worse))
 
 
 def test_verdicts_are_computed_from_the_numbers():

@@ -30,6 +30,8 @@ __version__ = "0.1.0"
 
 from deepfit.config import Config, load_config  # noqa: E402
 from deepfit.data import Dataset, load_data  # noqa: E402
+from deepfit.deploy.exporter import export  # noqa: E402
+from deepfit.deploy.fold import fold_batch_norm  # noqa: E402
 from deepfit.errors import CheckpointError, ConfigError, DataError, DataWarning, DeepfitError, StorageError  # noqa: E402
 from deepfit.experiments import load_experiment  # noqa: E402
 from deepfit.fit import fit  # noqa: E402
@@ -51,7 +53,8 @@ from deepfit.workflows import compare, reproduce  # noqa: E402
 __all__ = [
     "CheckpointError", "Callback", "Config", "ConfigError", "DataError", "DataWarning", "Dataset", "DeepfitError",
     "Interrupted", "MCAlphaDropout", "MCDropout", "RReLU", "Run", "StopTraining", "StorageError", "TrainState",
-    "Trainer", "build_model", "clone", "compare", "find_lr", "fit", "freeze", "load_config", "load_data",
+    "Trainer", "build_model", "clone", "compare", "export", "find_lr", "fit", "fold_batch_norm", "freeze",
+    "load_config", "load_data",
     "load_experiment", "load_run", "make_optimizer", "make_schedule", "mc_predict", "reproduce", "reuse",
     "set_trainable", "summary", "to_mc_dropout", "train", "unfreeze", "write_report",
 ]

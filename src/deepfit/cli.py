@@ -16,7 +16,7 @@ from deepfit.errors import DeepfitError, StorageError
 from deepfit.interrupt import Interrupted
 
 COMMANDS = ("train", "list", "schedule", "find-lr", "compare", "report", "predict", "transfer", "diagnose", "plot", "reproduce",
-            "new")
+            "new", "export")
 
 EPILOG = """examples:
   deepfit train configs/leaky_relu.toml

@@ -49,9 +49,10 @@ import numpy as np
 from deepfit import interrupt
 from deepfit.config import Config, dump_toml, load_config
 from deepfit.data.prepare import Dataset, load_data
-from deepfit.errors import CheckpointError, ConfigError, StorageError
+from deepfit.errors import CheckpointError, ConfigError, DataError, StorageError
 from deepfit.io import MANIFEST, read_json, storage_error, verify_manifest, write_atomic, write_json, write_manifest
 from deepfit.nn.build import reseed_noise
+from deepfit.nn.sparsity import sparsity
 from deepfit.optim.plan import make_optimizer_and_schedule
 from deepfit.serialize import load_model, save_model
 from deepfit.preflight import build_checked, check_resources
@@ -672,6 +673,8 @@ def final_record(trainer: Trainer, dataset: Dataset, seconds: float) -> dict[str
         if f"test_{name}" in final and name in columns:
             columns[f"test_{name}"] = columns[name]
     final["columns"] = columns
+    if status != "diverged":  # exact zeros per Dense kernel: what l1 under FTRL, or pruning, made
+        final["sparsity"] = sparsity(trainer.model)
     return final
 
 

@@ -14,7 +14,8 @@ def register(sub) -> None:
                               "  deepfit reproduce --full --results docs/results\n"
                               "  deepfit reproduce --smoke --until-decided --max-seeds 4   # the rounds, quickly\n"
                               "  deepfit reproduce --full --only selu_100,relu_100 --seeds 3\n"
-                              "  deepfit reproduce --full --only table_11_2,table_11_3_11_4   # the chapter's tables",
+                              "  deepfit reproduce --full --only table_11_2,table_11_3_11_4   # the chapter's tables\n"
+                              "  deepfit reproduce --full --only last_page   # its last page: fast, small, sparse",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--demo", dest="mode", action="store_const", const="demo",
@@ -26,7 +27,7 @@ def register(sub) -> None:
                       help="2,048 images, 2 epochs, 2 seeds: only checks that everything runs (not results)")
     p.set_defaults(mode="demo")
     p.add_argument("--only", help="comma-separated experiment ids (see deepfit list experiments), or a table of the "
-                                  "chapter for all its rows: table_11_2, table_11_3_11_4")
+                                  "chapter for all its rows: table_11_2, table_11_3_11_4, last_page")
     p.add_argument("--seeds", type=int, help="fixed seeds per experiment (instead of seeds until decided)")
     p.add_argument("--until-decided", action=argparse.BooleanOptionalAction, default=None,
                    help="seeds in rounds until each claim is decided (confirmed, the opposite holds, or equivalent); "

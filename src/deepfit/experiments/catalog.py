@@ -34,6 +34,7 @@ class Entry:
     variant: str | None = None  # when ``config`` is an experiment file: the variant this entry runs
     overrides: dict[str, Any] = field(default_factory=dict)  # applied in every mode
     lr_rule: bool = False  # the learning rate is chosen first (chapter_tables.choose_rate), not the config's
+    needs: tuple[str, ...] = ()  # entries besides ``after`` whose runs it reads or its claims compare it with
 
 
 TRANSFER_QUICK = {"training.freeze": [{"epochs": 1, "trainable": "head"}, {"epochs": 1, "trainable": "all"}]}
@@ -79,6 +80,7 @@ CATALOG: list[Entry] = [
 TABLES: dict[str, str] = {
     "table_11_2": "Table 11-2: optimizer comparison (convergence speed and quality)",
     "table_11_3_11_4": "Tables 11-3 and 11-4: the default and the self-normalizing configurations",
+    "last_page": "The chapter's last page: fast, small and sparse models, augmentation, abstaining",
 }
 
 # The presets train for the notebook baseline's 10 epochs and without early stopping, so that every
@@ -108,6 +110,32 @@ CATALOG += [
           "presets/self_normalizing_20.toml", "val_accuracy", None, table="table_11_3_11_4", overrides=PRESET_RUN),
 ]
 
+# The chapter's last page (its closing advice, never run in the notebook): trained entries (configs/last_page/)
+# and measured ones (config None: numbers computed per seed from other entries' runs, experiments/last_page.py).
+LAST_PAGE = "last_page"
+CATALOG += [
+    Entry("dense_adam", "Last page: 784-300-100-10 ELU + He, Adam, 10 epochs (the dense reference)",
+          "last_page/dense_adam.toml", "test_accuracy", None, table=LAST_PAGE),
+    Entry("adam_l1", "Last page: dense_adam with l1(1e-4) on every kernel", "last_page/adam_l1.toml",
+          "test_accuracy", None, table=LAST_PAGE),
+    Entry("ftrl_l1", "Last page: dense_adam trained with FTRL and its l1 (0.05), rate 0.2", "last_page/ftrl_l1.toml",
+          "test_accuracy", None, table=LAST_PAGE),
+    Entry("task_b_augmented", "Last page: task B from scratch (200 images) with data augmentation",
+          "last_page/task_b_augmented.toml", "test_accuracy", None, transfer=True, table=LAST_PAGE,
+          needs=("task_b_scratch",)),
+    Entry("bn_folded", "Last page: the batch_norm network with its batch norm folded into the Dense layers", None,
+          "predictions_per_second_b1", None, after="batch_norm", table=LAST_PAGE),
+    Entry("activation_speed", "Last page: prediction speed of 784-300-100-10 with leaky ReLU (leaky_relu), ELU "
+          "(l2_free) and SELU (max_norm_free)", None, "predictions_per_second_b1", None, after="leaky_relu",
+          needs=("l2_free", "max_norm_free"), table=LAST_PAGE),
+    Entry("precision", "Last page: the leaky_relu network in float32, float16 and int8 (Keras)", None,
+          "test_accuracy", None, after="leaky_relu", table=LAST_PAGE),
+    Entry("sparse", "Last page: sparsity-accuracy curves of dense_adam, adam_l1 and ftrl_l1 (tiny weights zeroed)",
+          None, "test_accuracy", None, after="dense_adam", needs=("adam_l1", "ftrl_l1"), table=LAST_PAGE),
+    Entry("mc_abstain", "Last page: abstaining on the 10% least sure test images, MC dropout vs deterministic",
+          None, "accuracy_at_90_coverage", None, after="dropout", table=LAST_PAGE),
+]
+
 NOTEBOOK_IDS = [e.id for e in CATALOG if not e.baseline and e.table is None]
 
 
@@ -119,6 +147,7 @@ class Claim:
     equivalent; None takes the metric's reasoned default (``stats.Column.margin``: one point
     of an accuracy, 0.01 nat of a crossentropy). ``max_seeds``: where ``--until-decided``
     stops adding seeds for this claim (None: the command's ``--max-seeds``).
+    A last-page claim of equivalence says the two are within ±δ ("float16 costs less than δ of accuracy").
     """
 
     id: str
@@ -163,6 +192,38 @@ CLAIMS: list[Claim] = [
           "is better with batch norm", "table_11_3_deep", "table_11_3_deep_no_bn", "val_accuracy"),
 ]
 
+# The chapter's last page. Speed: predictions per second at batch 1 (one request), JAX jit, the compared
+# models timed in alternation; equivalence margins: δ of test accuracy below which a change does not matter.
+CLAIMS += [
+    Claim("fold_keeps_predictions", "Folding batch norm into the Dense layers keeps the predictions (test accuracy "
+          "equivalent within ±0.0001; every probability within 1e-5: bn_folded/)", "bn_folded",
+          "bn_folded:original", "test_accuracy", equivalence=1e-4),
+    Claim("fold_faster", "Folding batch norm makes prediction faster (batch 1)", "bn_folded", "bn_folded:original",
+          "predictions_per_second_b1"),
+    Claim("leaky_faster_than_elu", "Leaky ReLU predicts faster than ELU, same network (batch 1)",
+          "activation_speed", "activation_speed:elu", "predictions_per_second_b1"),
+    Claim("leaky_faster_than_selu", "Leaky ReLU predicts faster than SELU, same network (batch 1)",
+          "activation_speed", "activation_speed:selu", "predictions_per_second_b1"),
+    Claim("float16_costs_little", "float16 costs less than half a point of test accuracy (equivalence ±0.005)",
+          "precision:float16", "precision", "test_accuracy", equivalence=0.005),
+    Claim("int8_costs_little", "int8 (Keras's quantize) costs less than half a point of test accuracy "
+          "(equivalence ±0.005)", "precision:int8", "precision", "test_accuracy", equivalence=0.005),
+    Claim("float16_faster", "float16 predicts faster than float32 (batch 1)", "precision:float16", "precision",
+          "predictions_per_second_b1"),
+    Claim("int8_faster", "int8 predicts faster than float32 (batch 1)", "precision:int8", "precision",
+          "predictions_per_second_b1"),
+    Claim("l1_pruned_keeps_accuracy", "l1 + zeroing the smallest 90% of the weights keeps the dense model's test "
+          "accuracy (equivalence ±0.01)", "sparse:adam_l1_pruned90", "sparse", "test_accuracy", equivalence=0.01),
+    Claim("ftrl_sparser", "FTRL + l1 reaches a sparser model than Adam + l1 at the same accuracy (fraction of zero "
+          "weights at the accuracy both reach, minus 1 point)", "sparse:ftrl_l1", "sparse:adam_l1",
+          "sparsity_at_target"),
+    Claim("augmentation_helps", "Data augmentation improves task B from scratch (200 images)", "task_b_augmented",
+          "task_b_scratch", "test_accuracy"),
+    Claim("mc_abstains_better", "MC dropout's uncertainty abstains better: accuracy on the 90% of test images it is "
+          "most sure of, MC mean vs deterministic softmax", "mc_abstain", "mc_abstain:deterministic",
+          "accuracy_at_90_coverage"),
+]
+
 
 def entry(id: str) -> Entry:
     for e in CATALOG:
@@ -198,6 +259,10 @@ def _verdict_text(claim: Claim, p: Paired, column: Column) -> str:
                     f"{'higher' if p.decision == 'up' else 'lower'})")
         return "confirmed" if (p.decision == "up") == (column.direction == "max") else \
             "not confirmed: the opposite holds"
+    if p.n >= 2 and p.mean_diff == 0 and p.std_diff == 0:
+        # The rule learns no scale from a look without spread (sequential.py), so it cannot decide; that the
+        # two are the same number on every seed is the fact to report (batch norm folded, same predictions).
+        return f"identical on every seed ({p.n})"
     return p.verdict
 
 

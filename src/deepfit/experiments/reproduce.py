@@ -36,7 +36,9 @@ import numpy as np
 import pandas as pd
 
 from deepfit.errors import ConfigError
-from deepfit.experiments.catalog import CATALOG, CLAIMS, TABLES, Claim, Entry, Verdict, entry, judge_all
+from deepfit.experiments import last_page
+from deepfit.experiments.catalog import (CATALOG, CLAIMS, LAST_PAGE, TABLES, Claim, Entry, Verdict, entry,
+                                         judge_all)
 from deepfit.experiments.sequential import MAX_SEEDS, MIN_SEEDS
 from deepfit.experiments.stats import Column, column_of, t_interval
 from deepfit.io import read_json, write_atomic, write_json
@@ -98,6 +100,8 @@ def select(only: Sequence[str] | None) -> list[Entry]:
     # A table's name stands for all its rows.
     wanted = {e.id for i in only for e in ([x for x in CATALOG if x.table == i] if i in TABLES else [entry(i)])}
     for e in list(map(entry, wanted)):
+        wanted.update(d for d in (e.after, *e.needs) if d)
+    for e in list(map(entry, wanted)):  # what those need in turn (task B on A under a measured entry)
         if e.after:
             wanted.add(e.after)
     return [e for e in CATALOG if e.id in wanted]
@@ -313,6 +317,7 @@ def collect_values(out: Path, entries: list[Entry],
                 columns[f"{key}@{metric}"] = MC_COLUMNS[metric]
             values[f"{key}@mc_test_accuracy"] = values[f"{key}@test_accuracy"]
             columns[f"{key}@mc_test_accuracy"] = MC_COLUMNS["mc_test_accuracy"]
+    values.update(last_page.values(out, [e.id for e in entries], columns))
     return values
 
 
@@ -352,14 +357,26 @@ def table_11_2(out: Path, entries: list[Entry]):
 
 def families(claims: Sequence[Claim] = CLAIMS, together: bool = False) -> dict[str, list[Claim]]:
     """The claims judged together: the notebook's, and the chapter tables' as a family of their own
-    (``together``: all of them as one family, as the demo's four)."""
+    and the last page's as a third (``together``: all of them as one family, as the demo's four)."""
     if together:
         return {"claims": list(claims)}
-    tables = {e.id for e in CATALOG if e.table is not None}
-    out: dict[str, list[Claim]] = {"notebook": [], "tables": []}
+    out: dict[str, list[Claim]] = {"notebook": [], "tables": [], "last_page": []}
     for c in claims:
-        out["tables" if (c.better in tables or c.worse in tables) else "notebook"].append(c)
+        out[family_of(c)].append(c)
     return out
+
+
+def family_of(c: Claim) -> str:
+    """"last_page" for the chapter's last page, "tables" for its tables, else "notebook"."""
+    tables = {entry(side.split(":")[0]).table for side in (c.better, c.worse)} - {None}
+    return "last_page" if LAST_PAGE in tables else "tables" if tables else "notebook"
+
+
+def measured_seeds(e: Entry, runners: dict, mode: Mode, seeds: int | None) -> list[int]:
+    """The seeds a measured (last page) entry reads: every seed its source runs were given (one that did
+    not finish is skipped when measured)."""
+    sources = [runners[i].exp.seeds for i in (e.after, *e.needs) if i in runners]
+    return sorted(set().union(*map(set, sources))) if sources else seeds_for(e, mode, seeds)
 
 
 def claims_in(entries: Sequence[Entry], only: Sequence[str] | None = None) -> list[Claim]:
@@ -459,7 +476,9 @@ def reproduce(
     log(m.label)
     trained = [e for e in entries if e.config is not None]
     named = m.claims if not only else None  # a mode's own claims, unless --only chose the entries
-    scope = claims_in(entries, named)
+    # The last page's claims are read off measurements made after training, at the seeds trained for the
+    # rest: they are judged, not grown.
+    scope = [c for c in claims_in(entries, named) if family_of(c) != "last_page"]
     grown = {side_entry(side).id for c in scope for side in (c.better, c.worse)} if until else set()
     grown |= {e.after for e in trained if e.id in grown and e.after}
     for i, e in enumerate(trained, 1):
@@ -493,6 +512,10 @@ def reproduce(
     if any(e.id == "mc_dropout" for e in entries):
         log(f"mc_dropout: {m.mc_samples} stochastic passes per dropout run")
         mc.table(runners["dropout"].exp.seeds if "dropout" in runners else seeds_for(entry("dropout"), m, seeds))
+    measured = [e.id for e in entries if e.config is None and e.table == LAST_PAGE]
+    if measured:
+        log(f"the chapter's last page: measuring {', '.join(measured)}")
+        last_page.measure(out, measured, {i: measured_seeds(entry(i), runners, m, seeds) for i in measured}, m, log)
     if not only and m.ids is None:
         run_lr_finder(out, m, log)
     columns: dict[str, Column] = {}
@@ -659,6 +682,12 @@ def publish(result: Reproduction, target: str | Path) -> Path:
             if src.is_file():
                 (target / "tables").mkdir(exist_ok=True)
                 shutil.copy2(src, target / "tables" / f"{e.id}-{table}")
+    for measured in last_page.MEASURES:
+        for table in ("values.csv", "curves.csv"):
+            src = result.dir / measured / table
+            if src.is_file():
+                (target / "tables").mkdir(exist_ok=True)
+                shutil.copy2(src, target / "tables" / f"{measured}-{table}")
     mc = result.dir / "mc_dropout" / "results.csv"
     if mc.is_file():
         (target / "tables").mkdir(exist_ok=True)

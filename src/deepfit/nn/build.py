@@ -75,7 +75,8 @@ def _build_layers(cfg: ModelConfig, seed: int | None) -> keras.Sequential:
 
 
 def reseed_noise(model: keras.Model, seed: int) -> int:
-    """Give every layer that samples in training (Dropout, AlphaDropout, RReLU, ...) a stream derived from ``seed``.
+    """Give every layer that samples in training (Dropout, AlphaDropout, RReLU, the data augmentation layers, ...)
+    a stream derived from ``seed``.
 
     Built under ``keras.utils.set_random_seed(init_seed)``, those layers' seed
     generators draw from the same global stream as the initializers, so the
@@ -86,8 +87,9 @@ def reseed_noise(model: keras.Model, seed: int) -> int:
     """
     k = 0
     for layer in model._flatten_layers(include_self=False):
-        generator = getattr(layer, "seed_generator", None)
-        if generator is None:
+        # Keras's preprocessing layers call their SeedGenerator ``generator``.
+        generator = getattr(layer, "seed_generator", None) or getattr(layer, "generator", None)
+        if not isinstance(generator, keras.random.SeedGenerator):
             continue
         value = int(np.random.SeedSequence([seed, NOISE_STREAM, k]).generate_state(1)[0])
         generator.state.assign(np.array([value, 0], dtype=keras.backend.standardize_dtype(generator.state.dtype)))

@@ -42,6 +42,15 @@ for _name, _cls, _aliases in [
     ("mc_alpha_dropout", MCAlphaDropout, ("mcalphadropout",)),
     ("layer_norm", keras.layers.LayerNormalization, ("layer_normalization",)),
     ("reshape", keras.layers.Reshape, ()),
+    # Data augmentation (Keras's image preprocessing layers): random in training, the identity in inference.
+    # They take images (height, width, channels): put { type = "reshape", target_shape = [28, 28, 1] } first.
+    ("random_translation", keras.layers.RandomTranslation, ()),
+    ("random_rotation", keras.layers.RandomRotation, ()),
+    ("random_zoom", keras.layers.RandomZoom, ()),
+    ("random_flip", keras.layers.RandomFlip, ()),
+    ("random_contrast", keras.layers.RandomContrast, ()),
+    ("random_brightness", keras.layers.RandomBrightness, ()),
+    ("random_crop", keras.layers.RandomCrop, ()),
 ]:
     _doc = _cls.__doc__.splitlines()[0] if _cls.__module__.startswith("deepfit") else f"keras.layers.{_cls.__name__}"
     LAYERS.register(_name, _aliases, doc=_doc)(_cls)

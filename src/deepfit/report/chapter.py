@@ -14,11 +14,12 @@ import numpy as np
 import pandas as pd
 
 from deepfit.errors import ConfigError
-from deepfit.experiments.catalog import TABLES, entry
+from deepfit.experiments.catalog import LAST_PAGE, TABLES, entry
 from deepfit.report import figures, html, markdown
 from deepfit.experiments.stats import column_of
-from deepfit.report.content import (INTERVAL_NOTE, VERDICT_NOTE, Figure, ReportContent, Table, fmt, fmt_p,
-                                    interval_text, needed_text, pair_text, superior_text)
+from deepfit.report.content import (CLAIM_HEADER, INTERVAL_NOTE, VERDICT_NOTE, Figure, ReportContent, Table, fmt,
+                                    claim_rows, family_note, interval_text)
+from deepfit.report.last_page import last_page_section
 
 GROUPS = [
     ("Nonsaturating activations and initialization", ["leaky_relu"]),
@@ -40,18 +41,26 @@ def _results(out: Path, ids: list[str]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def _in_table(id: str) -> bool:
-    id = id.split(":")[0]
+def _table_of(id: str) -> str | None:
     try:
-        return entry(id).table is not None
+        return entry(id.split(":")[0]).table
     except ConfigError:  # an id of a past catalog in an old reproduction directory
-        return False
+        return None
+
+
+def _in_table(id: str) -> bool:
+    """One of the chapter's tables (11-2, 11-3, 11-4); the last page has a section of its own."""
+    return _table_of(id) not in (None, LAST_PAGE)
+
+
+def _beyond_notebook(id: str) -> bool:
+    return _table_of(id) is not None
 
 
 def main_tables(result) -> list[Table]:
     rows = []
     for r in result.summary.itertuples():
-        if _in_table(r.id):
+        if _beyond_notebook(r.id):
             continue
         inside = "n/a" if pd.isna(r.notebook_inside_ci) else ("yes" if r.notebook_inside_ci else "no")
         notebook = "baseline" if pd.isna(r.notebook) else f"{r.notebook:.4f}"
@@ -65,43 +74,16 @@ def main_tables(result) -> list[Table]:
                     rows,
                     "mean ± std over seeds of the final metric; the notebook's figure is one run of one seed. "
                     + INTERVAL_NOTE)
-    notebook_claims = [v for v in result.verdicts if not (_in_table(v.claim.better) or _in_table(v.claim.worse))]
+    notebook_claims = [v for v in result.verdicts
+                       if not (_beyond_notebook(v.claim.better) or _beyond_notebook(v.claim.worse))]
     claims = Table(
         f"The notebook's claims, checked (difference = first − second, paired on seeds){label}",
         CLAIM_HEADER, claim_rows(notebook_claims), VERDICT_NOTE + family_note(result.verdicts) + rounds_note(result))
     return [summary, claims]
 
 
-CLAIM_HEADER = ["claim", "first − second", "metric", "verdict", "seeds", "mean difference",
-                "verdict's interval (anytime)", "95% CI (seeds)", "95% CI (seeds + images)", "d_z",
-                "P(first > second)", "δ", "seeds to decide", "fixed-n t-test (not deciding)"]
-
-
-def claim_rows(verdicts) -> list[list[str]]:
-    rows = []
-    for v in verdicts:
-        p = v.paired
-        seeds = f"{p.n}" + (f" of {p.available}" if p.available > p.n else "")
-        rows.append([v.claim.text, f"{v.claim.better} − {v.claim.worse}", v.claim.metric, v.verdict, seeds,
-                     fmt(p.mean_diff), pair_text(p.cs_low, p.cs_high), pair_text(p.ci_low, p.ci_high),
-                     pair_text(p.images_low, p.images_high), fmt(p.effect_size, 2),
-                     superior_text(p.p_superior, p.p_superior_low, p.p_superior_high),
-                     "none" if p.delta != p.delta else f"±{p.delta:g}", needed_text(v.verdict, p.to_decide),
-                     f"p={fmt_p(p.p_value)}, Holm {fmt_p(p.p_holm)}"])
-    return rows
-
-
 def notebook_claims_shown(result) -> bool:
-    return any(not (_in_table(v.claim.better) or _in_table(v.claim.worse)) for v in result.verdicts)
-
-
-def family_note(verdicts) -> str:
-    m = max((v.paired.family for v in verdicts), default=0)
-    if not m:
-        return ""
-    return (f" The claims are judged in families: each interval is at level 1 − 0.05/m for a family of m claims "
-            f"(here up to {m}), so the chance that any verdict of a family is wrong stays at 5%. For a loss the "
-            "claimed direction is the first one lower.")
+    return any(not (_beyond_notebook(v.claim.better) or _beyond_notebook(v.claim.worse)) for v in result.verdicts)
 
 
 def rounds_note(result) -> str:
@@ -176,6 +158,8 @@ def chapter_tables_section(result) -> ReportContent | None:
             ("Read as the notebook's claims above (docs/verdicts.md)." if notebook_claims_shown(result)
              else VERDICT_NOTE) + family_note(result.verdicts) + rounds_note(result)))
     for table, title in TABLES.items():
+        if table == LAST_PAGE:
+            continue
         ids = [i for i in result.summary["id"] if _in_table(i) and entry(i).table == table]
         if table == "table_11_3_11_4" and "leaky_relu" in set(result.summary["id"]):
             ids = ["leaky_relu", *ids]
@@ -310,7 +294,7 @@ def build(result) -> ReportContent:
         content.sections.insert(0, ReportContent("Seeds until decided: the looks", [
             "After each round every open claim was looked at; a claim stops at its first verdict "
             "(see docs/verdicts.md). The interval is the verdict's (anytime-valid, family level).", *result.rounds]))
-    for extra in (chapter_tables_section(result), transfer_section(out, result.columns), mc_section(out),
+    for extra in (chapter_tables_section(result), last_page_section(result), transfer_section(out, result.columns), mc_section(out),
                   chapter_figures(out)):
         if extra is not None:
             content.sections.append(extra)

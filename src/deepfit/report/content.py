@@ -234,3 +234,32 @@ def build(exp_dir: str | Path) -> ReportContent:
     content.figures.append(Figure(f"final_{metric}", f"Final {metric} per variant: seeds, mean and 95% interval",
                                   figures.final_metric(finals, metric, order, result.column(metric))))
     return content
+
+
+# A table of claims (the notebook's, the chapter tables', the last page's): one row per verdict.
+CLAIM_HEADER = ["claim", "first − second", "metric", "verdict", "seeds", "mean difference",
+                "verdict's interval (anytime)", "95% CI (seeds)", "95% CI (seeds + images)", "d_z",
+                "P(first > second)", "δ", "seeds to decide", "fixed-n t-test (not deciding)"]
+
+
+def claim_rows(verdicts) -> list[list[str]]:
+    rows = []
+    for v in verdicts:
+        p = v.paired
+        seeds = f"{p.n}" + (f" of {p.available}" if p.available > p.n else "")
+        rows.append([v.claim.text, f"{v.claim.better} − {v.claim.worse}", v.claim.metric, v.verdict, seeds,
+                     fmt(p.mean_diff), pair_text(p.cs_low, p.cs_high), pair_text(p.ci_low, p.ci_high),
+                     pair_text(p.images_low, p.images_high), fmt(p.effect_size, 2),
+                     superior_text(p.p_superior, p.p_superior_low, p.p_superior_high),
+                     "none" if p.delta != p.delta else f"±{p.delta:g}", needed_text(v.verdict, p.to_decide),
+                     f"p={fmt_p(p.p_value)}, Holm {fmt_p(p.p_holm)}"])
+    return rows
+
+
+def family_note(verdicts) -> str:
+    m = max((v.paired.family for v in verdicts), default=0)
+    if not m:
+        return ""
+    return (f" The claims are judged in families: each interval is at level 1 − 0.05/m for a family of m claims "
+            f"(here up to {m}), so the chance that any verdict of a family is wrong stays at 5%. For a loss the "
+            "claimed direction is the first one lower.")

@@ -7,7 +7,7 @@ from deepfit.train.callbacks.registry import CALLBACKS, make_callback
 
 # Importing the modules registers them.
 from deepfit.train.callbacks import (  # noqa: E402,F401
-    backup_and_restore, early_stopping, layer_stats, progress, reduce_lr_on_plateau, tensorboard,
+    backup_and_restore, early_stopping, layer_stats, progress, pruning, reduce_lr_on_plateau, tensorboard,
     terminate_on_nan,
 )
 
