@@ -41,13 +41,15 @@ def test_the_augmentation_layers_are_keras_layers_by_name():
 def test_augmentation_samples_in_training_and_is_the_identity_in_evaluation(tmp_path):
     run = df.train(augmented_config(epochs=1), data=DATA, save=False)
     steps, state = run.trainer.steps, run.trainer.state
+    # State keys are position and path (state.py): the layers follow the Reshape.
     assert {k for k in state.buffers if "seed_generator_state" in k} >= {
-        "random_translation/seed_generator_state", "random_rotation/seed_generator_state",
-        "random_zoom/seed_generator_state", "random_flip/seed_generator_state"}
+        "1.random_translation/seed_generator_state", "2.random_rotation/seed_generator_state",
+        "3.random_zoom/seed_generator_state", "4.random_flip/seed_generator_state"}
     x = np.asarray(run.trainer.x_all[:64])
+    translation = "1.random_translation/seed_generator_state"
     trained_a, _, _ = steps.call(state.variables, x, training=True)
-    trained_b, _, _ = steps.call({**state.variables, "random_translation/seed_generator_state":
-                                  state.variables["random_translation/seed_generator_state"] + 1}, x, training=True)
+    trained_b, _, _ = steps.call({**state.variables, translation: state.variables[translation] + 1}, x,
+                                 training=True)
     assert np.abs(np.asarray(trained_a) - np.asarray(trained_b)).max() > 1e-3  # another draw, other images
     # Evaluation: the same weights without the augmentation layers give the same outputs, to the bit.
     plain = build_model(tiny_config()["model"], seed=0)
