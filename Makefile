@@ -16,7 +16,7 @@ STAMP := $(VENV)/.installed
 NOTEBOOK_STAMP := $(VENV)/.installed-notebook
 PIP_QUIET := --quiet --disable-pip-version-check
 
-.PHONY: demo test setup setup-dev docs docs-serve notebook bench clean browser
+.PHONY: demo test test-all setup setup-dev docs docs-serve notebook bench clean browser
 
 # $(call install,EXTRAS): the package, editable, with those extras, every version from constraints.txt.
 # uv: on the PATH, else installed into the venv by this Python's pip (its venv is made without pip: seeding
@@ -69,7 +69,12 @@ browser:
 # The whole suite on two workers (one a core); it builds the docs site too (tests/test_docs_site.py).
 # worksteal: a worker that runs out of tests takes half of the other's queue, so the end-to-end tests
 # at the end of the run do not leave one core idle while the other works through them.
+# The default run leaves out the tests marked slow (end-to-end at a real size, kills at random points,
+# Ray, the notebook in a kernel); test-all runs them too.
 test: $(STAMP) browser
+	$(BIN)/python -m pytest -q -n 2 --dist worksteal -m "not slow"
+
+test-all: $(STAMP) browser
 	$(BIN)/python -m pytest -q -n 2 --dist worksteal
 
 # NO_MKDOCS_2_WARNING: Material's banner about its successor, printed on every build.

@@ -106,7 +106,8 @@ def cli_setup(tmp_path_factory):
     return tmp, cfg_path, tmp / "reference"
 
 
-@pytest.mark.parametrize("signum,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+# Each signal once in the default run (SIGTERM here, SIGINT below), both in the slow tier.
+@pytest.mark.parametrize("signum,code", [(signal.SIGTERM, 143), pytest.param(signal.SIGINT, 130, marks=pytest.mark.slow)])
 def test_cli_stops_on_a_signal_says_how_to_resume_and_resumes_exactly(cli_setup, signum, code):
     tmp, cfg_path, ref = cli_setup
     out = tmp / f"cli-{signum}"
@@ -150,7 +151,7 @@ except KeyboardInterrupt:  # a second SIGINT: at once, as Python's own Ctrl-C
 """
 
 
-@pytest.mark.parametrize("signum,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+@pytest.mark.parametrize("signum,code", [pytest.param(signal.SIGTERM, 143, marks=pytest.mark.slow), (signal.SIGINT, 130)])
 def test_a_second_signal_stops_at_once_and_the_previous_checkpoint_stays_valid(cli_setup, signum, code):
     tmp, cfg_path, ref = cli_setup
     out = tmp / f"twice-{signum}"

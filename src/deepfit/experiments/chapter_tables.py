@@ -50,7 +50,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
+import scipy
 
 from deepfit.experiments.stats import MIN_SEEDS_FOR_INTERVAL, Column, column_of, fixed_n_test, holm, t_interval
 
@@ -212,7 +212,7 @@ def star_test(row: pd.Series, best: pd.Series, resolution: float | None = None) 
     n = len(d)
     sd = max(float(d.std(ddof=1)), resolution / math.sqrt(6))
     t = float(d.mean()) / (sd / math.sqrt(n))
-    return float(2 * sps.t.sf(abs(t), n - 1)) if d.mean() != 0 else 1.0
+    return float(2 * scipy.stats.t.sf(abs(t), n - 1)) if d.mean() != 0 else 1.0
 
 
 def star_tests(values: Mapping[str, pd.Series], higher_is_better: bool, ratio: bool,

@@ -70,8 +70,7 @@ from functools import lru_cache
 from typing import Literal, Sequence
 
 import numpy as np
-from scipy import optimize, special
-from scipy import stats as sps
+import scipy  # its submodules load on first use: a CLI call that judges nothing does not pay for them
 
 PRIOR_SCALE = 1.0  # r of the Cauchy prior on the standardized effect (see the module doc)
 ALPHA = 0.05
@@ -101,7 +100,7 @@ def log_e_value(t2, n, r: float = PRIOR_SCALE) -> np.ndarray:
     t2 = np.asarray(t2, dtype=np.float64)
     n = np.asarray(n, dtype=np.float64)
     lw = _log_prior_u(r) + _log_e_given_g(t2[..., None], n[..., None], np.exp(_U))
-    return special.logsumexp(lw, axis=-1) + math.log(_DU)
+    return scipy.special.logsumexp(lw, axis=-1) + math.log(_DU)
 
 
 @lru_cache(maxsize=4096)
@@ -119,7 +118,7 @@ def critical_t(n: int, alpha: float, r: float = PRIOR_SCALE) -> float:
         hi += 5.0
         if hi > 200:
             return math.inf
-    return math.sqrt(math.exp(optimize.brentq(gap, lo, hi, xtol=1e-12)))
+    return math.sqrt(math.exp(scipy.optimize.brentq(gap, lo, hi, xtol=1e-12)))
 
 
 def critical_values(max_n: int, alpha: float, r: float = PRIOR_SCALE) -> np.ndarray:
@@ -221,7 +220,7 @@ class Simulation:
     def error_bound(self, level: float = 0.99) -> float:
         """Upper end of the one-sided Clopper–Pearson interval of the family error rate."""
         k = round(self.family_error * self.experiments)
-        return float(sps.beta.ppf(level, k + 1, self.experiments - k)) if k < self.experiments else 1.0
+        return float(scipy.stats.beta.ppf(level, k + 1, self.experiments - k)) if k < self.experiments else 1.0
 
 
 def simulate(effects: Sequence[float], *, experiments: int = 2000, rule: str = "anytime", delta: float | None = None,
@@ -257,7 +256,7 @@ def simulate(effects: Sequence[float], *, experiments: int = 2000, rule: str = "
             if n < min_seeds:
                 continue
             t = mean / (sd / math.sqrt(n))
-            p = 2 * sps.t.sf(np.abs(t), n - 1)
+            p = 2 * scipy.stats.t.sf(np.abs(t), n - 1)
             p = np.where(open_, p, 0.0)  # a claim already decided stays rejected in the family
             reject = _holm_rejects(p, alpha)
             up, down = open_ & reject & (mean > 0), open_ & reject & (mean < 0)

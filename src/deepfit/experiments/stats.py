@@ -62,7 +62,7 @@ from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
+import scipy  # scipy.stats loads on first use (a second of every process start otherwise)
 
 from deepfit.experiments.variance import crossed_mean, grid
 
@@ -194,7 +194,7 @@ def t_interval(values: Sequence[float], confidence: float = 0.95, limits: tuple[
     std = float(x.std(ddof=1)) if n > 1 else math.nan
     if n < max(min_n, 2):
         return Summary(n, mean, std, math.nan, math.nan, note=NO_INTERVAL_NOTE)
-    half = float(sps.t.ppf(0.5 + confidence / 2, n - 1)) * std / math.sqrt(n)
+    half = float(scipy.stats.t.ppf(0.5 + confidence / 2, n - 1)) * std / math.sqrt(n)
     return _clip(mean, mean - half, mean + half, std, n, limits or (-math.inf, math.inf))
 
 
@@ -213,7 +213,7 @@ def crossed_interval(table: pd.DataFrame, metric: str, confidence: float = 0.95,
     if min(y.shape, default=0) < 2:
         return t_interval(table[metric], confidence, limits)
     m = crossed_mean(y)
-    half = float(sps.t.ppf(0.5 + confidence / 2, m.df)) * m.se
+    half = float(scipy.stats.t.ppf(0.5 + confidence / 2, m.df)) * m.se
     s = _clip(m.mean, m.mean - half, m.mean + half, float(y.std(ddof=1)), y.size, limits or (-math.inf, math.inf))
     note = f"{dropped} cell(s) left out to complete the init × order grid" if dropped else ""
     return replace(s, note=note)
@@ -257,8 +257,8 @@ def paired_t_power(n: int, effect_size: float, alpha: float = 0.05) -> float:
     if n < 2:
         return math.nan
     df, nc = n - 1, abs(effect_size) * math.sqrt(n)
-    crit = float(sps.t.ppf(1 - alpha / 2, df))
-    return float(sps.nct.sf(crit, df, nc) + sps.nct.cdf(-crit, df, nc))
+    crit = float(scipy.stats.t.ppf(1 - alpha / 2, df))
+    return float(scipy.stats.nct.sf(crit, df, nc) + scipy.stats.nct.cdf(-crit, df, nc))
 
 
 def seeds_needed(effect_size: float, power: float = POWER, alpha: float = 0.05, limit: int = 100_000) -> float:
@@ -385,7 +385,7 @@ def paired_test(variant_values: Sequence[float], reference_values: Sequence[floa
                       math.nan, math.nan, math.nan, "none", math.nan,
                       verdict_text("open", n, direction), math.nan, math.nan, **common)
     sd = float(d.std(ddof=1))
-    tcrit = float(sps.t.ppf(1 - alpha / 2, n - 1))
+    tcrit = float(scipy.stats.t.ppf(1 - alpha / 2, n - 1))
     ci = (max(mean - tcrit * sd / math.sqrt(n), -span), min(mean + tcrit * sd / math.sqrt(n), span))
     test, stat, p, effect, sd = fixed_n_test(av, bv, test)
     prob, lo, hi = superiority(av, bv)
@@ -408,14 +408,14 @@ def fixed_n_test(a: np.ndarray, b: np.ndarray, test: str = DEFAULT_TEST) -> tupl
         # No spread: the t statistic is 0/0 or d/0, undefined either way (see the module doc).
         if mean == 0:
             return test, math.nan, 1.0, math.nan, sd
-        return "sign", float((d > 0).sum()), float(sps.binomtest(int((d > 0).sum()), n, 0.5).pvalue), math.nan, sd
+        return "sign", float((d > 0).sum()), float(scipy.stats.binomtest(int((d > 0).sum()), n, 0.5).pvalue), math.nan, sd
     if test == "t":
         stat = mean / (sd / math.sqrt(n))
-        return test, stat, float(2 * sps.t.sf(abs(stat), n - 1)), mean / sd, sd
+        return test, stat, float(2 * scipy.stats.t.sf(abs(stat), n - 1)), mean / sd, sd
     nonzero = d[d != 0]
-    ranks = sps.rankdata(np.abs(nonzero))
+    ranks = scipy.stats.rankdata(np.abs(nonzero))
     # scipy's "auto": the exact null distribution for small n without ties, else the normal approximation.
-    res = sps.wilcoxon(d, zero_method="wilcox")
+    res = scipy.stats.wilcoxon(d, zero_method="wilcox")
     return test, float(ranks[nonzero > 0].sum()), float(res.pvalue), mean / sd, sd
 
 
@@ -442,7 +442,7 @@ def crossed_paired_test(variant: pd.DataFrame, reference: pd.DataFrame, *, metri
     grid_text = f"the {d.shape[0]} × {d.shape[1]} grid"
     if m.se == 0:
         flat = d.ravel()
-        p = 1.0 if m.mean == 0 else float(sps.binomtest(int((flat > 0).sum()), flat.size, 0.5).pvalue)
+        p = 1.0 if m.mean == 0 else float(scipy.stats.binomtest(int((flat > 0).sum()), flat.size, 0.5).pvalue)
         decision = "open" if m.mean == 0 else ("up" if m.mean > 0 else "down")
         return Paired(variant_name, reference_name, metric, m.n, m.mean, 0.0, m.mean, m.mean, math.nan, p,
                       "sign" if m.mean else "crossed t", math.nan,
@@ -450,10 +450,10 @@ def crossed_paired_test(variant: pd.DataFrame, reference: pd.DataFrame, *, metri
                       decision=decision, cs_low=m.mean, cs_high=m.mean, delta=_margin(delta), direction=direction,
                       available=m.n, se=0.0, crossed=True)
     stat = m.mean / m.se
-    p = float(2 * sps.t.sf(abs(stat), m.df))
-    half = float(sps.t.ppf(1 - alpha / 2, m.df)) * m.se
+    p = float(2 * scipy.stats.t.sf(abs(stat), m.df))
+    half = float(scipy.stats.t.ppf(1 - alpha / 2, m.df)) * m.se
     effect = m.mean / m.total_sd if m.total_sd > 0 else math.nan
-    wide = float(sps.t.ppf(1 - alpha / (2 * family), m.df)) * m.se
+    wide = float(scipy.stats.t.ppf(1 - alpha / (2 * family), m.df)) * m.se
     decision = _read(m.mean - wide, m.mean + wide, delta)
     return Paired(variant_name, reference_name, metric, m.n, m.mean, float(d.std(ddof=1)), m.mean - half,
                   m.mean + half, stat, p, "crossed t", effect,
@@ -503,7 +503,7 @@ def adjust(comparisons: Sequence[Paired], confidence: float = 0.95, family: int 
             continue
         lo, hi, decision = c.cs_low, c.cs_high, c.decision
         if math.isfinite(c.se) and c.se > 0:
-            wide = float(sps.t.ppf(1 - alpha / (2 * m), c.df)) * c.se
+            wide = float(scipy.stats.t.ppf(1 - alpha / (2 * m), c.df)) * c.se
             lo, hi = c.mean_diff - wide, c.mean_diff + wide
             decision = _read(lo, hi, delta)
         size = c.verdict.removeprefix("undecided at ") if c.verdict.startswith("undecided at the") else None
@@ -532,7 +532,7 @@ def images_interval(variant: np.ndarray, reference: np.ndarray, confidence: floa
     m = crossed_mean(c)
     if not (m.se > 0 and math.isfinite(m.df)):
         return m.mean, m.mean
-    half = float(sps.t.ppf(0.5 + confidence / 2, m.df)) * m.se
+    half = float(scipy.stats.t.ppf(0.5 + confidence / 2, m.df)) * m.se
     return m.mean - half, m.mean + half
 
 

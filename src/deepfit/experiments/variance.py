@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
+import scipy
 
 
 @dataclass(frozen=True)
@@ -107,8 +107,8 @@ def decompose(y: np.ndarray, dropped: int = 0) -> Decomposition | None:
     raw_a, raw_b = (ms_a - ms_e) / n_j, (ms_b - ms_e) / n_i
     df_e = (n_i - 1) * (n_j - 1)
     if ms_e > 0:
-        p_a = float(sps.f.sf(ms_a / ms_e, n_i - 1, df_e))
-        p_b = float(sps.f.sf(ms_b / ms_e, n_j - 1, df_e))
+        p_a = float(scipy.stats.f.sf(ms_a / ms_e, n_i - 1, df_e))
+        p_b = float(scipy.stats.f.sf(ms_b / ms_e, n_j - 1, df_e))
     else:  # an exactly additive grid: the F ratios are undefined
         p_a = p_b = math.nan
     truncated = tuple(name for name, v in (("init", raw_a), ("order", raw_b)) if v < 0)
