@@ -153,3 +153,18 @@ def test_reproduce_only_last_page_end_to_end(tmp_path, monkeypatch):
     assert [v.verdict for v in again.verdicts] == [v.verdict for v in result.verdicts]  # measured once, kept
     published = rp.publish(again, tmp_path / "docs")
     assert (published / "tables" / "sparse-curves.csv").is_file()
+
+
+def test_until_decided_gives_the_runs_a_last_page_claim_reads_the_fixed_seeds():
+    """A last-page claim is not grown, but may read runs a notebook claim grows (batch_norm under folding,
+    task_b_scratch under augmentation): those get the mode's fixed seeds at least (5; 10 for task B)."""
+    calls = []
+
+    class Runner:
+        def extend(self, variant, count):
+            calls.append((variant, count))
+
+    runners = {i: Runner() for i in ("batch_norm", "plain_relu", "task_b_scratch", "task_b_augmented")}
+    claims = [claim("fold_faster"), claim("augmentation_helps"), claim("batch_norm")]
+    rp.judged_fixed(claims, runners, grown={"batch_norm", "plain_relu", "task_b_scratch"}, mode=rp.FULL, seeds=None)
+    assert sorted(calls) == [("batch_norm", 5), ("batch_norm", 5), ("task_b_scratch", 10)]
