@@ -41,7 +41,7 @@ from deepfit.deploy import engines, latency
 from deepfit.deploy.fold import fold_batch_norm as fold_bn
 from deepfit.deploy.precision import PRECISIONS, lower
 from deepfit.errors import ConfigError
-from deepfit.io import fsync_dir, write_json
+from deepfit.io import dir_mode, file_mode, fsync_dir, write_json
 from deepfit.nn.layers import MCAlphaDropout, MCDropout
 from deepfit.nn.sparsity import SCOPES, prune as prune_kernels
 from deepfit.uncertainty import class_probabilities
@@ -281,21 +281,14 @@ def export(
         if not save:
             shutil.rmtree(tmp)
             return Exported(None, exported, record)
-        mask = _umask()  # mkdtemp and atomic writes make 0700 / 0600: the user's umask decides, as for any file
-        for f in tmp.iterdir():
-            os.chmod(f, 0o666 & ~mask)
-        os.chmod(tmp, 0o777 & ~mask)
+        for f in tmp.iterdir():  # mkdtemp makes 0700, and a library may write 0600: the user's umask decides
+            os.chmod(f, file_mode())
+        os.chmod(tmp, dir_mode())
         _replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return Exported(out, exported, record)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _replace_dir(tmp: Path, out: Path) -> None:
