@@ -39,7 +39,7 @@ from deepfit.experiments.spec import Experiment, Variant, load_experiment
 from deepfit.experiments.store import LOCKS, PARTIAL, RUNS, is_finished, read_experiment, run_dir  # noqa: F401
 from deepfit.experiments.sequential import MAX_SEEDS, MIN_SEEDS
 from deepfit.experiments.stats import column_of, merge_columns
-from deepfit.experiments.tables import final_value, write_tables
+from deepfit.experiments.tables import ExperimentResult, final_value, write_tables
 from deepfit.experiments.task import WAIT, Outcome, Task, estimated_cost
 from deepfit.experiments.until_decided import CROSSED_REFUSAL, Claim as RoundClaim, Rounds, Side, check_seeds
 from deepfit.io import fsync_dir, read_json, storage_error, write_atomic, write_json
@@ -334,7 +334,7 @@ def compare(
     min_seeds: int = MIN_SEEDS,
     max_seeds: int = MAX_SEEDS,
     **options: Any,
-) -> "ExperimentResult":
+) -> ExperimentResult:
     """Run every (variant, seed) of an experiment, then write its tables
     (:func:`deepfit.compare` adds the report).
 

@@ -32,7 +32,7 @@ class Monitor:
         directions = getattr(trainer.loss, "directions", dict)()
         way = directions.get(self.monitor)
         if way is None:
-            known = (f"its Keras metric declares no direction" if self.monitor in directions
+            known = ("its Keras metric declares no direction" if self.monitor in directions
                      else f"no metric of this run logs it (logged: {', '.join(directions) or 'none'})")
             raise ConfigError(f"{self.owner} monitors {self.monitor!r} with mode='auto', but deepfit cannot tell "
                               f"whether it should be maximized or minimized ({known}); pass mode='max' to keep the "
