@@ -9,6 +9,7 @@ which Keras 3.14+ exports a JAX-backend model: ``model.export(format="onnx")``).
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import os
 import warnings
@@ -23,13 +24,13 @@ from deepfit.nn.layers import mc_dropout_off
 EXTRA_HINT = "install the export extra: pip install 'deepfit[export]' (onnx, onnxruntime, jax2onnx)"
 
 
-class Predictor:
+class Predictor(abc.ABC):
     """``predictor(x)``: outputs as a float32 NumPy array, the engine's work finished before it returns."""
 
     engine: str
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def __call__(self, x: np.ndarray) -> np.ndarray: ...
 
     def warm(self, x: np.ndarray, calls: int = 3) -> None:
         for _ in range(calls):
