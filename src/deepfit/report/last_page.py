@@ -50,6 +50,14 @@ def _advice(verdict) -> str:
     return f"not shown here ({v})"
 
 
+def _speed_table(title: str, first: str, reference_label: str, table: pd.DataFrame, names: list[tuple[str, str]],
+                 note: str = "") -> Table:
+    """Predictions/s and latencies of the models ``names`` (label, key), the first one the reference."""
+    return Table(title, [first, "predictions/s (batch 1)", "median µs (batch 1)", "median ms (batch 1000)",
+                         f"latency ratio to {reference_label} (batch 1)"],
+                 _speed_rows(table, names, names[0][1]), note)
+
+
 def _speed_rows(table: pd.DataFrame, names: list[tuple[str, str]], reference: str) -> list[list[str]]:
     rows = []
     for label, key in names:
@@ -108,22 +116,19 @@ def last_page_section(result) -> ReportContent | None:
 
     fold = _values(out, "bn_folded")
     if not fold.empty:
-        sec.tables.append(Table(
-            f"Folding batch norm (the batch_norm network; mean [95% CI] over seeds){label}",
-            ["model", "predictions/s (batch 1)", "median µs (batch 1)", "median ms (batch 1000)",
-             "latency ratio to unfolded (batch 1)"],
-            _speed_rows(fold, [("unfolded", "bn_folded:original"), ("folded", "bn_folded")], "bn_folded:original"),
+        sec.tables.append(_speed_table(
+            f"Folding batch norm (the batch_norm network; mean [95% CI] over seeds){label}", "model", "unfolded",
+            fold, [("unfolded", "bn_folded:original"), ("folded", "bn_folded")],
             f"Largest change of any test probability over all seeds: {_max(fold, 'bn_folded@max_probability_change')}"
             f" (the claim asks ≤ 1e-5). Latency ratio at batch 1000: "
             f"{_mean_ci(fold, 'bn_folded@latency_ratio_b1000', 3)}."))
     speed = _values(out, "activation_speed")
     if not speed.empty:
-        sec.tables.append(Table(
+        sec.tables.append(_speed_table(
             f"Activation functions at prediction time (784-300-100-10; mean [95% CI] over seeds){label}",
-            ["activation", "predictions/s (batch 1)", "median µs (batch 1)", "median ms (batch 1000)",
-             "latency ratio to leaky ReLU (batch 1)"],
-            _speed_rows(speed, [("leaky ReLU (leaky_relu)", "activation_speed"), ("ELU (l2_free)", "activation_speed:elu"),
-                                ("SELU (max_norm_free)", "activation_speed:selu")], "activation_speed")))
+            "activation", "leaky ReLU", speed,
+            [("leaky ReLU (leaky_relu)", "activation_speed"), ("ELU (l2_free)", "activation_speed:elu"),
+             ("SELU (max_norm_free)", "activation_speed:selu")]))
     precision = _values(out, "precision")
     if not precision.empty:
         rows = []
