@@ -216,3 +216,12 @@ def test_the_demo_shows_four_claims_of_the_chapters_range_judged_as_one_family(t
     assert main(["reproduce", "--seeds", "3", "--until-decided", "--out", str(tmp_path / "r")]) == 2
     assert main(["reproduce", "--min-seeds", "2", "--out", str(tmp_path / "r")]) == 2
     assert not (tmp_path / "r").exists()
+
+
+def test_a_reproduction_shows_the_chapter_figures_of_its_own_entries_only(tmp_path):
+    from deepfit.report.chapter import chapter_figures
+
+    assert chapter_figures(tmp_path, {"l2", "l2_free"}) is None  # nothing of the chapter's figures is about l2
+    schedules = chapter_figures(tmp_path, {"one_cycle", "power", "l2"})
+    assert [f.name for f in schedules.figures] == ["schedule_power", "schedule_one_cycle"]
+    assert schedules.tables == []  # the SELU demo's table belongs to the activation entries

@@ -51,6 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from deepfit.train import compile_cache
 
         compile_cache.use()
+        compile_cache.enable()  # now, not at the first training run: loading a model, MC passes, schedules compile too
     try:
         return _main(argv)
     except KeyboardInterrupt:  # Ctrl-C before a command began (parsing, imports): nothing to resume yet

@@ -233,8 +233,15 @@ def mc_section(out: Path) -> ReportContent | None:
     return sec
 
 
-def chapter_figures(out: Path) -> ReportContent:
-    """The chapter's figures that need no training, plus the plateau and LR-finder figures from runs."""
+# The entries each figure of the chapter illustrates: a reproduction of some entries shows only their figures
+# (the SELU demo alone costs 8 s of NumPy, which a two-entry smoke run should not pay).
+ACTIVATION_ENTRIES = frozenset({"leaky_relu", "selu_100", "relu_100"})
+SCHEDULES = ("power", "exponential", "piecewise", "one_cycle")
+
+
+def chapter_figures(out: Path, ids: set[str] | frozenset[str]) -> ReportContent | None:
+    """The chapter's figures that need no training, plus the plateau and LR-finder figures from runs: those of
+    the entries ``ids`` (None when there are none)."""
     from deepfit.diagnostics.figures import activation_figures
     from deepfit.diagnostics.selu_demo import run_all
     from deepfit.experiments.reproduce import configs_dir
@@ -243,12 +250,13 @@ def chapter_figures(out: Path) -> ReportContent:
     from deepfit.config import load_config
 
     sec = ReportContent("Figures of the chapter", [])
+    activations = bool(ids & ACTIVATION_ENTRIES)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        for path in activation_figures(tmp / "activations"):
+        for path in activation_figures(tmp / "activations") if activations else []:
             sec.figures.append(Figure(f"activation_{path.stem}", f"Activation: {path.stem.replace('_', ' ')}",
                                       _png(path)))
-        for name in ("power", "exponential", "piecewise", "one_cycle"):
+        for name in [s for s in SCHEDULES if s in ids]:
             cfg = load_config(configs_dir() / f"{name}.toml")
             steps = -(-55000 // cfg.training.batch_size)
             _, schedule = make_optimizer_and_schedule(cfg.training, steps)
@@ -264,6 +272,8 @@ def chapter_figures(out: Path) -> ReportContent:
         if (out / "lr_finder" / "lr_finder.png").is_file():
             sec.figures.append(Figure("lr_finder", "LR finder on the leaky_relu network: loss vs rate",
                                       _png(out / "lr_finder" / "lr_finder.png")))
+    if not activations:
+        return sec if sec.figures else None
     demo = run_all()
     rows = [[str(layer)] + [f"{r.means[i]:.2f} / {r.stds[i]:.2f}" for r in demo] for i, layer in
             enumerate(demo[0].layers)]
@@ -295,7 +305,7 @@ def build(result) -> ReportContent:
             "After each round every open claim was looked at; a claim stops at its first verdict "
             "(see docs/verdicts.md). The interval is the verdict's (anytime-valid, family level).", *result.rounds]))
     for extra in (chapter_tables_section(result), last_page_section(result), transfer_section(out, result.columns), mc_section(out),
-                  chapter_figures(out)):
+                  chapter_figures(out, set(result.summary["id"]))):
         if extra is not None:
             content.sections.append(extra)
     return content
