@@ -225,3 +225,20 @@ def test_until_decided_refuses_a_crossed_design_and_writes_nothing(tmp_path):
     assert main(["compare", str(configs_dir() / "sweeps" / "activations.toml"), "--max-seeds", "5",
                  "--out", str(tmp_path / "y")]) == 2  # --max-seeds bounds --until-decided: one clear error
     assert not (tmp_path / "y").exists()
+
+
+@pytest.mark.parametrize("verdict, said", [("undecided at 3 seeds", "undecided at 3 seeds: 0.1017"),
+                                            ("better", "better at 3 seeds: 0.1017")])
+def test_compare_prints_the_seeds_a_verdict_took_once(verdict, said):
+    from types import SimpleNamespace
+
+    from deepfit.commands.compare import comparison_line
+
+    nan = float("nan")
+    row = SimpleNamespace(variant="elu", reference="relu", verdict=verdict, n=3, mean_diff=0.1017, cs_low=-0.491,
+                          cs_high=0.6943, ci_low=0.0614, ci_high=0.1419, images_low=nan, images_high=nan,
+                          effect_size=6.28, p_superior=1.0, p_superior_low=1.0, p_superior_high=1.0, test="t",
+                          p_value=0.0083, to_decide=5)
+    line = comparison_line(row)
+    assert line.startswith(f"elu vs relu: {said} ") and line.count("3 seeds") == 1
+    assert "(95% seeds [0.0614, 0.1419]; d_z 6.28" in line and "seeds + images" not in line  # no image interval was computed

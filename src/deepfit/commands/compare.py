@@ -39,7 +39,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from deepfit.workflows import compare
-    from deepfit.report.content import fmt, fmt_p, interval_text, needed_text, pair_text, superior_text
+    from deepfit.report.content import fmt, interval_text
 
     if not args.until_decided and (args.min_seeds != 3 or args.max_seeds != 20):
         from deepfit.errors import ConfigError
@@ -61,13 +61,7 @@ def run(args) -> int:
                   f"comparison(s) judged together; interval: anytime-valid at 1 - 0.05/{len(comparisons)}; "
                   "see docs/verdicts.md)")
         for r in comparisons.itertuples():
-            needed = needed_text(r.verdict, r.to_decide, r.test)
-            images = "" if r.images_low != r.images_low else f", seeds + images {pair_text(r.images_low, r.images_high)}"
-            print(f"  {r.variant} vs {r.reference}: {r.verdict} at {r.n} seeds: {fmt(r.mean_diff)} "
-                  f"{pair_text(r.cs_low, r.cs_high)} (95% seeds {pair_text(r.ci_low, r.ci_high)}{images}; "
-                  f"d_z {fmt(r.effect_size, 2)}, P(variant > reference) "
-                  f"{superior_text(r.p_superior, r.p_superior_low, r.p_superior_high)}; {r.test} p={fmt_p(r.p_value)})"
-                  + (f"; seeds that would decide it: {needed}" if needed != "—" else ""))
+            print(f"  {comparison_line(r)}")
     if result.report:
         print(f"report: {result.report['html']}")
     if result.missing:
@@ -75,3 +69,17 @@ def run(args) -> int:
         print(f"missing runs: {len(wanted)}")
         return 1 if not args.until_decided else 0
     return 0
+
+
+def comparison_line(r) -> str:
+    """One row of ``ExperimentResult.comparisons()`` in words: the verdict, the seeds it took, the intervals."""
+    from deepfit.report.content import fmt, fmt_p, needed_text, pair_text, superior_text
+
+    needed = needed_text(r.verdict, r.to_decide, r.test)
+    images = "" if r.images_low != r.images_low else f", seeds + images {pair_text(r.images_low, r.images_high)}"
+    seeds = "" if r.verdict.startswith("undecided at") else f" at {r.n} seeds"  # an undecided verdict says its own
+    return (f"{r.variant} vs {r.reference}: {r.verdict}{seeds}: {fmt(r.mean_diff)} "
+            f"{pair_text(r.cs_low, r.cs_high)} (95% seeds {pair_text(r.ci_low, r.ci_high)}{images}; "
+            f"d_z {fmt(r.effect_size, 2)}, P(variant > reference) "
+            f"{superior_text(r.p_superior, r.p_superior_low, r.p_superior_high)}; {r.test} p={fmt_p(r.p_value)})"
+            + (f"; seeds that would decide it: {needed}" if needed != "—" else ""))
