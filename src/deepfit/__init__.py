@@ -50,6 +50,11 @@ from deepfit.train.state import TrainState  # noqa: E402
 from deepfit.uncertainty import mc_predict, to_mc_dropout  # noqa: E402
 from deepfit.workflows import compare, reproduce  # noqa: E402
 
+if os.environ.get("DEEPFIT_COMPILE_CACHE") == "1":  # the process opted in: cache from the first compilation
+    from deepfit.train import compile_cache as _compile_cache  # noqa: E402
+
+    _compile_cache.enable()  # (a Keras model built before deepfit trains it compiles its initializers)
+
 __all__ = [
     "CheckpointError", "Callback", "Config", "ConfigError", "DataError", "DataWarning", "Dataset", "DeepfitError",
     "Interrupted", "MCAlphaDropout", "MCDropout", "RReLU", "Run", "StopTraining", "StorageError", "TrainState",

@@ -4,7 +4,7 @@ The cache is JAX's process-wide setting, so deepfit turns it on only in processe
 the ``deepfit`` command and the pool's workers (:func:`use` at their start). A user's own
 process (a notebook calling ``deepfit.fit``, ``deepfit.train``, or ``deepfit.compare`` on the
 local backend) keeps JAX's settings as they are, unless it opts in: ``DEEPFIT_COMPILE_CACHE=1``
-or :func:`use`; ``use(False)`` puts JAX's settings back. ``DEEPFIT_COMPILE_CACHE=0`` turns
+(the cache is then on from ``import deepfit``) or :func:`use`; ``use(False)`` puts JAX's settings back. ``DEEPFIT_COMPILE_CACHE=0`` turns
 it off everywhere. A cache folder the user gave JAX is never replaced.
 
 It lives in ``$DEEPFIT_CACHE/jax-lru`` (else ``~/.cache/deepfit/jax-lru``) and is bounded:
