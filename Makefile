@@ -22,6 +22,9 @@ PIP_QUIET := --quiet --disable-pip-version-check
 # uv: on the PATH, else installed into the venv by this Python's pip (its venv is made without pip: seeding
 # pip there costs more than uv's whole install; uv adds pip after). Without uv: pip, in the venv.
 # An editable install skips the wheel's .pth: copy it in place so `import keras` first finds JAX.
+# Bytecode compiled at install (uv's --compile-bytecode; compileall for deepfit's own editable source): where
+# PYTHONDONTWRITEBYTECODE is set, as on this kind of machine, every process would otherwise compile Keras,
+# JAX and deepfit from source: `import deepfit` 11.6 s instead of 3.7 s.
 define install
 	test -x $(BIN)/python || $(PYTHON) -m venv --without-pip $(VENV)
 	@spec='.$(if $(strip $(1)),[$(strip $(1))])'; \
@@ -32,13 +35,14 @@ define install
 	then uv=$(BIN)/uv; else uv=; fi; \
 	if [ -n "$$uv" ]; then \
 	  echo "$$uv pip install -c constraints.txt -e '$$spec' pip"; \
-	  $$uv pip install --quiet --python $(BIN)/python -c constraints.txt -e "$$spec" pip && exit 0; \
+	  $$uv pip install --quiet --compile-bytecode --python $(BIN)/python -c constraints.txt -e "$$spec" pip && exit 0; \
 	  echo "uv could not install it: trying pip (a few minutes)"; \
 	else echo "uv cannot be had here: installing with pip (a few minutes)"; fi; \
 	$(BIN)/python -m pip --version >/dev/null 2>&1 || $(BIN)/python -m ensurepip --upgrade --default-pip >/dev/null; \
 	echo "pip install -c constraints.txt -e '$$spec'"; \
 	$(BIN)/python -m pip $(PIP_QUIET) install -c constraints.txt -e "$$spec"
 	$(BIN)/python -c "import shutil, sysconfig; shutil.copy('src/deepfit-keras-backend.pth', sysconfig.get_paths()['purelib'])"
+	$(BIN)/python -m compileall -q src
 endef
 
 $(DEMO_STAMP): pyproject.toml constraints.txt
