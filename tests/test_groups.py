@@ -132,6 +132,14 @@ def test_the_longest_runs_go_first(tmp_path):
     assert trained == ["three", "two", "one"]
 
 
+def test_runs_go_seed_by_seed_so_each_program_is_compiled_before_its_second_seed(tmp_path):
+    lines: list[str] = []
+    deepfit.compare(experiment({"one": 1, "three": 3}, seeds=(0, 1)), out=tmp_path / "e", backend="local", report=False,
+                    log=lines.append)
+    trained = [line.split("] ")[1].split(": ")[0] for line in lines if line.startswith("[")]
+    assert trained == ["three seed 0", "one seed 0", "three seed 1", "one seed 1"]
+
+
 @pytest.mark.slow
 def test_a_pool_worker_that_dies_loses_only_its_run_and_the_rerun_redoes_it(tmp_path, monkeypatch):
     send = workers.Worker.send

@@ -212,6 +212,8 @@ def test_the_demo_shows_four_claims_of_the_chapters_range_judged_as_one_family(t
     assert [c.id for c in scope] == ["batch_norm", "l2_costs", "max_norm_costs", "adagrad_stops_early"]
     assert len(rp.families(scope, together=True)) == 1
     assert {"task_a", "task_b_on_a"}.isdisjoint(demo.ids)  # the transfer claim needs 20+ seeds: --full
+    # A smaller protocol than the notebook's, said where its verdicts are printed.
+    assert f"{demo.overrides['data.train_size']:,} of 55,000" in demo.label
     # Fixed seeds and rounds are two ways to choose seeds: asking for both is one clear error, nothing written.
     assert main(["reproduce", "--seeds", "3", "--until-decided", "--out", str(tmp_path / "r")]) == 2
     assert main(["reproduce", "--min-seeds", "2", "--out", str(tmp_path / "r")]) == 2

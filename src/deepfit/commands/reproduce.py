@@ -8,7 +8,7 @@ def register(sub) -> None:
                        description="Rerun every experiment of the chapter over several seeds, set each result "
                                    "beside the notebook's one-run figure, and judge each of its claims.",
                        epilog="examples:\n  deepfit reproduce                         # the demo: four claims "
-                              "decided at the notebook's protocol\n"
+                              "decided in a few minutes\n"
                               "  deepfit reproduce --smoke                 # all ids in a few minutes (a smoke run, "
                               "labelled as such)\n"
                               "  deepfit reproduce --full --results docs/results\n"
@@ -19,10 +19,11 @@ def register(sub) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--demo", dest="mode", action="store_const", const="demo",
-                      help="the batch-norm, l2, max-norm and transfer experiments at the notebook's protocol, "
-                           "5 seeds (10 for transfer): real verdicts in a few minutes (default)")
+                      help="four claims (batch norm, l2, max-norm, AdaGrad vs RMSprop) on 11,000 of the training "
+                           "images, seeds until decided: real verdicts in a few minutes (default)")
     mode.add_argument("--full", dest="mode", action="store_const", const="full",
-                      help="every experiment at the notebook's data and epochs, 5 seeds (10 for the transfer study)")
+                      help="every experiment at the notebook's data and epochs, seeds until each claim is decided "
+                           "(entries no claim needs: 5 seeds, 10 for the transfer study)")
     mode.add_argument("--smoke", "--quick", dest="mode", action="store_const", const="quick",
                       help="2,048 images, 2 epochs, 2 seeds: only checks that everything runs (not results)")
     p.set_defaults(mode="demo")
