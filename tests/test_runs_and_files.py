@@ -229,7 +229,7 @@ compile_cache.use(False)
 print("opted out", settings())
 jax.config.update("jax_compilation_cache_dir", sys.argv[2] + "/mine")
 compile_cache.use()
-deepfit.train(cfg, save=False)
+compile_cache.enable()  # what training calls first: it leaves the user's own folder alone
 print("users own", settings())
 """
 
