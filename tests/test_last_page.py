@@ -45,13 +45,26 @@ def test_last_page_selects_its_rows_and_every_run_its_measures_and_claims_read()
 @given(st.lists(st.floats(-0.02, 0.02), min_size=3, max_size=12), st.floats(0.001, 0.03))
 def test_an_equivalence_verdict_is_one_that_schuirmanns_two_one_sided_tests_also_reach(diffs, delta):
     """The verdict's interval is anytime-valid, so wider than the fixed-n t interval: whenever it says
-    'equivalent', the TOST at the same level (statsmodels) says so too."""
+    'equivalent', the TOST at the same level (statsmodels) says so too, on the seeds the verdict used (the rule
+    stops at its first deciding look: 3 of 4 seeds, say, and the fourth does not undo it)."""
     d = np.asarray(diffs)
     b = np.linspace(0.8, 0.9, len(d))
     c = dataclasses.replace(claim("float16_costs_little"), equivalence=delta)
     v = judge(c, dict(enumerate(b + d)), dict(enumerate(b)), lp.column("test_accuracy"))
-    if v.verdict.startswith("equivalent") and np.std(d) > 0:
-        assert ttost_paired(b + d, b, -delta, delta)[0] < 0.05  # the larger of the two one-sided p
+    n = v.paired.n
+    if v.verdict.startswith("equivalent") and np.std(d[:n]) > 0:
+        assert ttost_paired(b[:n] + d[:n], b[:n], -delta, delta)[0] < 0.05  # the larger of the two one-sided p
+
+
+def test_an_equivalence_verdict_stands_on_the_seeds_of_its_first_deciding_look():
+    """The case hypothesis found: equivalent at 3 seeds; a 4th seed's large difference is beside it, not in it."""
+    b = np.linspace(0.8, 0.9, 4)
+    d = np.array([0.0, 0.0, 0.001953125, 0.01953125])
+    c = dataclasses.replace(claim("float16_costs_little"), equivalence=0.015625)
+    v = judge(c, dict(enumerate(b + d)), dict(enumerate(b)), lp.column("test_accuracy"))
+    assert v.verdict.startswith("equivalent") and (v.paired.n, v.paired.available) == (3, 4)
+    assert ttost_paired(b[:3] + d[:3], b[:3], -0.015625, 0.015625)[0] < 0.05
+    assert ttost_paired(b + d, b, -0.015625, 0.015625)[0] > 0.05  # all four at a fixed n would not decide it
 
 
 def test_four_verdicts_in_the_claims_own_words():
