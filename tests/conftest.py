@@ -5,6 +5,12 @@ os.environ.setdefault("DEEPFIT_COMPILE_CACHE", "1")
 
 import numpy as np
 import pytest
+from hypothesis import settings
+
+# `make test` draws the same examples every run, so a red CI names a change, not a draw;
+# DEEPFIT_HYPOTHESIS_RANDOM=1 searches afresh (a test's own @settings inherit this).
+settings.register_profile("deepfit", derandomize=os.environ.get("DEEPFIT_HYPOTHESIS_RANDOM") is None)
+settings.load_profile("deepfit")
 
 
 @pytest.fixture
