@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import pandas as pd
@@ -80,8 +81,12 @@ def test_four_verdicts_in_the_claims_own_words():
     noisy = {s: v + 0.008 * (-1) ** s for s, v in base.items()}
     assert judge(c, noisy, base, accuracy).verdict.startswith("undecided at 10 seeds")
     exact = claim("fold_keeps_predictions")  # no spread: the rule learns no scale, and says what it sees
-    assert judge(exact, dict(base), dict(base), accuracy).verdict == "identical on every seed (10)"
-    assert judge(exact, {s: v + 0.0001 for s, v in base.items()}, base, accuracy).verdict.startswith("undecided")
+    same_everywhere = judge(exact, dict(base), dict(base), accuracy)
+    assert same_everywhere.verdict == "identical on every seed (10)"
+    # The rule has no interval without spread: none is shown (not the whole span, [-1, 1]).
+    assert math.isnan(same_everywhere.paired.cs_low) and math.isnan(same_everywhere.paired.cs_high)
+    shifted = judge(exact, {s: v + 0.0001 for s, v in base.items()}, base, accuracy)
+    assert shifted.verdict.startswith("undecided") and math.isnan(shifted.paired.cs_low)
     # Speeds: more predictions per second is the claimed side, read from what the value is.
     fast = claim("fold_faster")
     speed = lp.column("predictions_per_second_b1")

@@ -88,6 +88,14 @@ def test_a_tiny_reproduction_runs_end_to_end(tmp_path, monkeypatch):
     assert "QUICK SMOKE RUN" in html and "The notebook&#x27;s claims" in html and "data:image/png;base64" in html
     again = deepfit_reproduce(tmp_path / "r", only=["l2", "l2_free", "mc_dropout"], seeds=2, log=lambda s: None)
     assert again.summary.equals(result.summary)  # resumed: nothing retrained, same numbers
+    # The folder still holds mc_dropout's table; a narrower --only judges its own claims only (a claim from an
+    # entry not asked for would be judged in a family of another size than in the full run).
+    narrower = deepfit_reproduce(tmp_path / "r", only=["l2", "l2_free"], seeds=2, log=lambda s: None)
+    assert [v.claim.id for v in narrower.verdicts] == ["l2_costs"]
+    assert not any(k.startswith("mc_dropout") for k in narrower.values)
+    report = (tmp_path / "r" / "report.md").read_text()
+    assert "Seeds fixed in advance: 2 seeds per experiment." in report  # what it was given, not the mode's default
+    assert "MC dropout: accuracy and calibration" not in report and "curves_l2.png" in report
     published = rp.publish(again, tmp_path / "docs")
     assert (published / "report.md").is_file() and (published / "tables" / "l2-finals.csv").is_file()
 
@@ -227,3 +235,11 @@ def test_a_reproduction_shows_the_chapter_figures_of_its_own_entries_only(tmp_pa
     schedules = chapter_figures(tmp_path, {"one_cycle", "power", "l2"})
     assert [f.name for f in schedules.figures] == ["schedule_power", "schedule_one_cycle"]
     assert schedules.tables == []  # the SELU demo's table belongs to the activation entries
+
+
+def test_a_reproduction_says_how_its_seeds_were_chosen_from_what_it_was_given():
+    assert rp.seeds_sentence(rp.FULL, False) == "Seeds fixed in advance: 5 seeds (10 for the transfer study)."
+    assert rp.seeds_sentence(rp.QUICK, True, None, 3, 4) == (
+        "Seeds until decided: each claim from 3 seeds, one more round while it is open, up to 4; "
+        "entries no claim needs: 2 seeds (2 for the transfer study).")
+    assert not [m.name for m in rp.MODES.values() if "seeds" in m.label]  # the sentence says, not the label

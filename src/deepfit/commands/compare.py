@@ -73,13 +73,13 @@ def run(args) -> int:
 
 def comparison_line(r) -> str:
     """One row of ``ExperimentResult.comparisons()`` in words: the verdict, the seeds it took, the intervals."""
-    from deepfit.report.content import fmt, fmt_p, needed_text, pair_text, superior_text
+    from deepfit.report.content import fmt, fmt_p, needed_text, pair_text, superior_text, verdict_interval_text
 
     needed = needed_text(r.verdict, r.to_decide, r.test)
     images = "" if r.images_low != r.images_low else f", seeds + images {pair_text(r.images_low, r.images_high)}"
     seeds = "" if r.verdict.startswith("undecided at") else f" at {r.n} seeds"  # an undecided verdict says its own
     return (f"{r.variant} vs {r.reference}: {r.verdict}{seeds}: {fmt(r.mean_diff)} "
-            f"{pair_text(r.cs_low, r.cs_high)} (95% seeds {pair_text(r.ci_low, r.ci_high)}{images}; "
+            f"{verdict_interval_text(r.mean_diff, r.cs_low, r.cs_high)} (95% seeds {pair_text(r.ci_low, r.ci_high)}{images}; "
             f"d_z {fmt(r.effect_size, 2)}, P(variant > reference) "
             f"{superior_text(r.p_superior, r.p_superior_low, r.p_superior_high)}; {r.test} p={fmt_p(r.p_value)})"
             + (f"; seeds that would decide it: {needed}" if needed != "—" else ""))

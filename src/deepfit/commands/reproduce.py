@@ -50,6 +50,7 @@ def run(args) -> int:
     import sys
 
     from deepfit.experiments.reproduce import publish
+    from deepfit.report.content import outside_note
     from deepfit.workflows import reproduce
 
     only = [s.strip() for s in args.only.split(",") if s.strip()] if args.only else None
@@ -63,7 +64,8 @@ def run(args) -> int:
     print()
     for v in result.verdicts:
         p = v.paired
-        interval = "" if p.cs_low != p.cs_low else f" [{p.cs_low:+.4f}, {p.cs_high:+.4f}]"
+        interval = "" if p.cs_low != p.cs_low else \
+            f" [{p.cs_low:+.4f}, {p.cs_high:+.4f}]{outside_note(p.mean_diff, p.cs_low, p.cs_high)}"
         print(f"{v.claim.text}: {v.verdict} (diff {p.mean_diff:+.4f}{interval}, n={p.n})")
     if args.results:
         print(f"results copied to {publish(result, args.results)}")

@@ -61,13 +61,13 @@ class Mode:
 
 
 QUICK = Mode("quick", [0, 1], [0, 1], {"data.train_size": 2048, "training.epochs": 2}, 20, 2000,
-             "QUICK SMOKE RUN (2,048 training images, 2 epochs, 2 seeds, MC dropout 20 passes on 2,000 test images): "
+             "QUICK SMOKE RUN (2,048 training images, 2 epochs, MC dropout 20 passes on 2,000 test images): "
              "it checks that every experiment runs; its numbers are NOT the notebook's protocol and say nothing "
              "about the claims. Run `deepfit reproduce --full` for results.", rate_grid=(1e-3, 1e-2), tuning_epochs=1,
              until_decided=False)
 FULL = Mode("full", [0, 1, 2, 3, 4], list(range(10)), {}, 100, None,
             "Full protocol: the notebook's data (55,000 training images, validation = the first 5,000), "
-            "epochs and batch sizes; 5 seeds (10 for the transfer study); MC dropout 100 passes.")
+            "epochs and batch sizes; MC dropout 100 passes.")
 # The demo: four of the chapter's claims, one from each corner it covers (normalization, regularization twice,
 # optimizers), at the notebook's epochs, batch sizes and validation images but on a fifth of its training
 # images, so that it trains in under three minutes here with cold caches (on all 55,000, 492 s). On all of
@@ -87,8 +87,7 @@ DEMO = dataclasses.replace(
           "together: batch norm, l2 and max-norm (notebook cells) and Table 11-2's 'AdaGrad stops too early' "
           "(AdaGrad against RMSprop, each at the rate the tables' rule picks, here from the decades 1e-3, 1e-2, "
           "1e-1 of its grid). The verdicts are this protocol's: `deepfit reproduce --full` runs the notebook's "
-          "on all 55,000 images. Seeds until decided: each claim from 3 seeds, one more round while it is open, "
-          "up to 20.")
+          "on all 55,000 images.")
 MODES = {"quick": QUICK, "demo": DEMO, "full": FULL}
 
 
@@ -151,6 +150,19 @@ def choose_rate_for(e: Entry, mode: Mode, out: Path, log: Callable[[str], None])
     log(f"  learning rate {result['rate']:g} (best tuning accuracy of the grid"
         f"{'; at the edge of the grid' if result['at_edge'] else ''})")
     return float(result["rate"])
+
+
+def seeds_sentence(mode: Mode, until: bool, seeds: int | None = None, min_seeds: int | None = MIN_SEEDS,
+                   max_seeds: int | None = None) -> str:
+    """How this reproduction chose its seeds, from what it was given (a mode's label does not say: the same
+    mode runs with --seeds, --until-decided or --max-seeds)."""
+    fixed = (f"{seeds} seeds per experiment" if seeds is not None else
+             f"{len(mode.seeds)} seeds ({len(mode.transfer_seeds)} for the transfer study)")
+    if not until:
+        return f"Seeds fixed in advance: {fixed}."
+    cap = f"up to {max_seeds}" if max_seeds is not None else f"up to {MAX_SEEDS} (a catalog entry may set its own)"
+    return (f"Seeds until decided: each claim from {min_seeds} seeds, one more round while it is open, {cap}; "
+            f"entries no claim needs: {fixed}.")
 
 
 def seeds_for(e: Entry, mode: Mode, seeds: int | None) -> list[int]:
@@ -265,6 +277,7 @@ class Reproduction:
     columns: dict[str, Column] = field(default_factory=dict)  # "id@metric" -> what the column is
     rounds: list[str] = field(default_factory=list)  # what --until-decided did, one line a look
     until_decided: bool = False
+    figures: list[str] | None = None  # the report's figures (figures/<name>.png), once it is written
 
 
 MEASURES = ("best_val_accuracy", "epochs_censored", "late_loss_drop")
@@ -311,7 +324,9 @@ def collect_values(out: Path, entries: list[Entry],
                 values[f"{e.id}@{metric}"] = dict(zip(per["seed"].astype(int), per[metric].astype(float)))
                 columns[f"{e.id}@{metric}"] = column_of(known, metric)
     mc = out / "mc_dropout" / "results.csv"
-    if mc.is_file() and mc.stat().st_size > 1:
+    # Only when asked for: a reproduction folder keeps every entry ever run in it, and a claim judged from
+    # an entry outside ``entries`` would be judged in a family of another size than its own.
+    if any(e.id == "mc_dropout" for e in entries) and mc.is_file() and mc.stat().st_size > 1:
         table = pd.read_csv(mc)
         for name, key in (("mc", "mc_dropout"), ("deterministic", "mc_dropout:deterministic")):
             rows = table[table["pass"] == name]
@@ -435,8 +450,8 @@ def provenance(mode: Mode, argv: Sequence[str] | None) -> dict[str, Any]:
 
     import subprocess
 
-    try:  # which code made these numbers, when run from a checkout
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+    try:  # which code made these numbers, when run from a checkout ("-dirty": changed since that commit)
+        commit = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True,
                                 cwd=Path(__file__).parent, timeout=5).stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         commit = None
@@ -491,7 +506,7 @@ def reproduce(
         raise ConfigError(f"--out {str(out)!r} is a file; choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    log(m.label)
+    log(f"{m.label} {seeds_sentence(m, until, seeds, min_seeds, max_seeds)}")
     trained = [e for e in entries if e.config is not None]
     named = m.claims if not only else None  # a mode's own claims, unless --only chose the entries
     # The last page's claims are read off measurements made after training, at the seeds trained for the
@@ -525,8 +540,11 @@ def reproduce(
             r.per_round = per_round(chosen)
         grow = (lambda: any([r.grow() for r in rounds])) if rounds else None
         Schedule(list(runners.values()), chosen, grow=grow).run()
+    run_seconds = 0.0  # every run's own training time, this command's and those it resumed from
     for e in trained:
-        write_tables(out / e.id, runners[e.id].exp)
+        finals = write_tables(out / e.id, runners[e.id].exp).finals
+        if "train_seconds" in finals:
+            run_seconds += float(finals["train_seconds"].sum())
     train_seconds = time.perf_counter() - started
     log(f"trained in {train_seconds:.0f}s")
     if any(e.id == "mc_dropout" for e in entries):
@@ -551,9 +569,10 @@ def reproduce(
         write_atomic(out / "table_11_2.csv", optimizers.table.to_csv(index=False, float_format="%.6g"))
     lines = [line for r in rounds for line in r.lines]
     write_json(out / "provenance.json", {**provenance(m, argv), "seconds": time.perf_counter() - started,
-                                         "train_seconds": train_seconds,
+                                         "train_seconds": train_seconds, "run_seconds": run_seconds,
                                          "runs": sum(len(r.exp.runs()) for r in runners.values()),
-                                         "until_decided": until, "min_seeds": min_seeds if until else None,
+                                         "until_decided": until, "seeds": seeds,
+                                         "min_seeds": min_seeds if until else None,
                                          "max_seeds": max_seeds if until else None, "rounds": lines})
     return Reproduction(out, m, summary, verdicts, values, time.perf_counter() - started, columns=columns,
                         rounds=lines, until_decided=until)
@@ -688,28 +707,34 @@ def claims_table(verdicts: list[Verdict]) -> pd.DataFrame:
 
 
 def publish(result: Reproduction, target: str | Path) -> Path:
-    """Copy the report, its figures and the tables (not the runs) into ``target`` (e.g. docs/results)."""
+    """Copy the report, its figures and the tables (not the runs) of the entries it shows into ``target``
+    (e.g. docs/results): a reproduction folder also holds entries of earlier, wider runs."""
     target = Path(target)
     target.mkdir(parents=True, exist_ok=True)
+    shown = set(result.summary["id"]) if len(result.summary) else set()
     for name in ("report.md", "report.html", "summary.csv", "claims.csv", "provenance.json", "table_11_2.csv"):
         if (result.dir / name).is_file():
             shutil.copy2(result.dir / name, target / name)
-    if (result.dir / "figures").is_dir():
-        shutil.copytree(result.dir / "figures", target / "figures", dirs_exist_ok=True)
-    for e in CATALOG:
+    figures = result.dir / "figures"
+    names = result.figures if result.figures is not None else [p.stem for p in figures.glob("*.png")]
+    for name in names:
+        if (figures / f"{name}.png").is_file():
+            (target / "figures").mkdir(exist_ok=True)
+            shutil.copy2(figures / f"{name}.png", target / "figures" / f"{name}.png")
+    for e in (e for e in CATALOG if e.id in shown):
         for table in ("finals.csv", "results.csv", "rate.json", "columns.json"):
             src = result.dir / e.id / table
             if src.is_file():
                 (target / "tables").mkdir(exist_ok=True)
                 shutil.copy2(src, target / "tables" / f"{e.id}-{table}")
-    for measured in last_page.MEASURES:
+    for measured in (m for m in last_page.MEASURES if m in shown):
         for table in ("values.csv", "curves.csv"):
             src = result.dir / measured / table
             if src.is_file():
                 (target / "tables").mkdir(exist_ok=True)
                 shutil.copy2(src, target / "tables" / f"{measured}-{table}")
     mc = result.dir / "mc_dropout" / "results.csv"
-    if mc.is_file():
+    if "mc_dropout" in shown and mc.is_file():
         (target / "tables").mkdir(exist_ok=True)
         shutil.copy2(mc, target / "tables" / "mc_dropout-results.csv")
     return target

@@ -377,7 +377,12 @@ def paired_test(variant_values: Sequence[float], reference_values: Sequence[floa
     alpha = 1 - confidence
     mean = float(d.mean()) if n else math.nan
     # A difference of two values in [low, high] lies in [low − high, high − low]: no interval reaches past it.
-    common = dict(decision=seq.decision, cs_low=max(seq.cs_low, -span), cs_high=min(seq.cs_high, span),
+    cs = (max(seq.cs_low, -span), min(seq.cs_high, span))
+    if n >= 2 and np.ptp(d) == 0:
+        # Every look was skipped (no spread, sequential.py): what is left is the whole span, which says nothing.
+        # "No interval" is what the rule has; the verdict names the fact (e.g. identical on every seed).
+        cs = (math.nan, math.nan)
+    common = dict(decision=seq.decision, cs_low=cs[0], cs_high=cs[1],
                   p_anytime=seq.p_anytime, delta=_margin(delta), direction=direction, available=seq.available,
                   pairs=tuple(zip(a.tolist(), b.tolist())), family=family, span=span)
     if n < MIN_SEEDS_FOR_INTERVAL:

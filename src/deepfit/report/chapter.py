@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from deepfit.errors import ConfigError
-from deepfit.experiments.catalog import LAST_PAGE, TABLES, entry
+from deepfit.experiments.catalog import CATALOG, LAST_PAGE, TABLES, entry
 from deepfit.report import figures, html, markdown
 from deepfit.experiments.stats import column_of
 from deepfit.report.content import (CLAIM_HEADER, INTERVAL_NOTE, VERDICT_NOTE, Figure, ReportContent, Table, fmt,
@@ -76,6 +76,8 @@ def main_tables(result) -> list[Table]:
                     + INTERVAL_NOTE)
     notebook_claims = [v for v in result.verdicts
                        if not (_beyond_notebook(v.claim.better) or _beyond_notebook(v.claim.worse))]
+    if not notebook_claims:  # e.g. --only the chapter's tables: their section says how verdicts are read
+        return [summary]
     claims = Table(
         f"The notebook's claims, checked (difference = first − second, paired on seeds){label}",
         CLAIM_HEADER, claim_rows(notebook_claims), VERDICT_NOTE + family_note(result.verdicts) + rounds_note(result))
@@ -174,10 +176,11 @@ def chapter_tables_section(result) -> ReportContent | None:
     return sec
 
 
-def learning_sections(out: Path, columns=None) -> list[ReportContent]:
+def learning_sections(out: Path, columns=None, shown: set[str] | None = None) -> list[ReportContent]:
+    """Learning curves of the entries ``shown`` (None: every entry the folder holds)."""
     sections = []
     for title, ids in GROUPS:
-        results = _results(out, ids)
+        results = _results(out, [i for i in ids if shown is None or i in shown])
         if results.empty or "val_accuracy" not in results:
             continue
         present = [i for i in ids if i in set(results["variant"])]
@@ -264,12 +267,14 @@ def chapter_figures(out: Path, ids: set[str] | frozenset[str]) -> ReportContent 
                                  title=f"{name} schedule (the notebook's settings)")
             sec.figures.append(Figure(f"schedule_{name}", f"Learning-rate schedule: {name}", _png(path)))
         plateau = out / "plateau" / "runs" / "plateau"
-        first = sorted(plateau.glob("seed-*")) if plateau.is_dir() else []
+        first = sorted(plateau.glob("seed-*")) if "plateau" in ids and plateau.is_dir() else []
         if first and (first[0] / "metrics.csv").is_file():
             path = plot_plateau(first[0] / "metrics.csv", tmp / "plateau.png")
             sec.figures.append(Figure("plateau", f"Reduce LR on plateau ({first[0].name}): rate and validation loss",
                                       _png(path)))
-        if (out / "lr_finder" / "lr_finder.png").is_file():
+        # The LR finder runs with the whole catalog only (reproduce.run_lr_finder), and a folder keeps it.
+        whole = {e.id for e in CATALOG if e.config is not None} <= ids
+        if whole and (out / "lr_finder" / "lr_finder.png").is_file():
             sec.figures.append(Figure("lr_finder", "LR finder on the leaky_relu network: loss vs rate",
                                       _png(out / "lr_finder" / "lr_finder.png")))
     if not activations:
@@ -284,28 +289,44 @@ def chapter_figures(out: Path, ids: set[str] | frozenset[str]) -> ReportContent 
     return sec
 
 
+def cost_sentence(prov: dict) -> str:
+    """What the reproduction cost, honestly when it was resumed: its runs' own training time summed (the
+    wall time of one uninterrupted command is about that over the workers), beside this command's."""
+    if prov.get("run_seconds") is None:  # a folder of an older deepfit
+        return f"This command: {prov.get('train_seconds', 0):.0f} s of training."
+    return (f"{prov['runs']} runs; their training took {prov['run_seconds'] / 60:.0f} min summed over runs (each "
+            f"run's own time, wherever and whenever it ran); this command trained for "
+            f"{prov['train_seconds']:.0f} s, runs it found finished not counted.")
+
+
 def build(result) -> ReportContent:
+    from deepfit.experiments.reproduce import seeds_sentence
     from deepfit.io import read_json
 
     out = result.dir
     prov = read_json(out / "provenance.json", "provenance")
+    # A reproduction folder keeps every entry ever run in it (rerunning resumes): this report shows the ones
+    # this reproduction asked for, and no section of an entry that was not.
+    shown = set(result.summary["id"])
     content = ReportContent(
         f"The chapter, reproduced ({result.mode.name})",
-        [result.mode.label,
+        [f"{result.mode.label} " + seeds_sentence(result.mode, bool(prov.get("until_decided")), prov.get("seeds"),
+                                                   prov.get("min_seeds"), prov.get("max_seeds")),
          f"Command: {prov['command']}. Date: {prov['date']}. Commit: {prov.get('commit') or 'n/a'}. "
          f"deepfit {prov['deepfit']}, Keras {prov['keras']}, "
          f"JAX {prov['jax']}, Python {prov['python']}; machine: {prov['machine']}; devices: "
-         f"{', '.join(prov['devices'])}.",
+         f"{', '.join(prov['devices'])}. " + cost_sentence(prov),
          "Data: the bundled Fashion-MNIST copy (the official images in another fixed order, so one-seed figures "
          "are comparable in distribution, not bit for bit)."])
     content.tables = main_tables(result)
-    content.sections = learning_sections(out, result.columns)
+    content.sections = learning_sections(out, result.columns, shown)
     if result.rounds:
         content.sections.insert(0, ReportContent("Seeds until decided: the looks", [
             "After each round every open claim was looked at; a claim stops at its first verdict "
             "(see docs/verdicts.md). The interval is the verdict's (anytime-valid, family level).", *result.rounds]))
-    for extra in (chapter_tables_section(result), last_page_section(result), transfer_section(out, result.columns), mc_section(out),
-                  chapter_figures(out, set(result.summary["id"]))):
+    transfer = transfer_section(out, result.columns) if {"task_b_scratch", "task_b_on_a"} <= shown else None
+    mc = mc_section(out) if "mc_dropout" in shown else None
+    for extra in (chapter_tables_section(result), last_page_section(result), transfer, mc, chapter_figures(out, shown)):
         if extra is not None:
             content.sections.append(extra)
     return content
@@ -313,4 +334,6 @@ def build(result) -> ReportContent:
 
 def write_chapter_report(result) -> dict[str, Path]:
     content = build(result)
+    # What publish copies: the folder's figures/ also holds those of earlier reports of other entries.
+    result.figures = [f.name for f in markdown.all_figures(content)]
     return {"markdown": markdown.write(content, result.dir), "html": html.write(content, result.dir)}

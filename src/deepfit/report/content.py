@@ -140,6 +140,20 @@ def pair_text(lo: float, hi: float) -> str:
     return "n/a" if lo != lo else f"[{fmt(lo)}, {fmt(hi)}]"
 
 
+def outside_note(mean: float, lo: float, hi: float) -> str:
+    """A warning when the mean has left the verdict's interval (else ""). That interval is the running
+    intersection of the looks' intervals: it excludes the mean only when a later seed moved the mean far from
+    the earlier ones, i.e. an outlying seed (a run that collapsed) that a normal model of the differences does
+    not expect. The verdict stays valid but is slow to decide; the seeds say more."""
+    if lo == lo and mean == mean and not lo <= mean <= hi:
+        return " (the mean is outside: an outlying seed, the differences are not normal; read the seeds)"
+    return ""
+
+
+def verdict_interval_text(mean: float, lo: float, hi: float) -> str:
+    return pair_text(lo, hi) + outside_note(mean, lo, hi)
+
+
 def superior_text(p: float, lo: float, hi: float) -> str:
     return "n/a" if p != p else f"{p:.2f} [{lo:.2f}, {hi:.2f}]"
 
@@ -248,7 +262,8 @@ def claim_rows(verdicts) -> list[list[str]]:
         p = v.paired
         seeds = f"{p.n}" + (f" of {p.available}" if p.available > p.n else "")
         rows.append([v.claim.text, f"{v.claim.better} − {v.claim.worse}", v.claim.metric, v.verdict, seeds,
-                     fmt(p.mean_diff), pair_text(p.cs_low, p.cs_high), pair_text(p.ci_low, p.ci_high),
+                     fmt(p.mean_diff), verdict_interval_text(p.mean_diff, p.cs_low, p.cs_high),
+                     pair_text(p.ci_low, p.ci_high),
                      pair_text(p.images_low, p.images_high), fmt(p.effect_size, 2),
                      superior_text(p.p_superior, p.p_superior_low, p.p_superior_high),
                      "none" if p.delta != p.delta else f"±{p.delta:g}", needed_text(v.verdict, p.to_decide),

@@ -96,7 +96,7 @@ def last_page_section(result) -> ReportContent | None:
     verdicts = [v for v in result.verdicts if _is_last_page(v.claim.better) or _is_last_page(v.claim.worse)]
     if not verdicts:
         return None
-    label = "" if result.mode.name == "full" else " — QUICK SMOKE RUN, not the protocol"
+    label = " — QUICK SMOKE RUN, not the protocol" if result.mode.name == "quick" else ""
     sec = ReportContent("The chapter's last page: fast, small and sparse models", [
         "The chapter ends with advice the notebook never runs: fold batch norm and prefer leaky ReLU for fast "
         "predictions, lower the precision to 16 or 8 bits, l1 (and zeroing the tiny weights) or FTRL with l1 "
