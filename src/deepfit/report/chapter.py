@@ -142,8 +142,9 @@ def chapter_tables_section(result) -> ReportContent | None:
             f"{ct.SPEED_RATIOS[0]}x the fastest row's epochs for **, more than {ct.SPEED_RATIOS[1]}x for *; quality "
             f"more than {100 * ct.QUALITY_GAPS[0]:g} points below the best for **, more than "
             f"{100 * ct.QUALITY_GAPS[1]:g} for *. Network, data and epochs: the notebook's leaky_relu baseline "
-            "(configs/sweeps/optimizers.toml). The rows' seeds are fixed (5 in --full): the stars are judged "
-            "once, at that size."))
+            "(configs/sweeps/optimizers.toml). The stars are judged once, on the seeds each pair of rows shares "
+            "('reached' counts a row's own): 5 a row in --full, but with seeds until decided a row a claim needs "
+            "(AdaGrad and RMSprop, for 'AdaGrad stops too early') has the seeds that claim's verdict took."))
     if not summary.empty:
         sec.tables.append(Table(
             f"Each row of the chapter's tables (final metric over seeds){label}",
