@@ -7,7 +7,7 @@ the runs of several experiments overlap on the workers, so these add up to more 
 time). Writes ``benchmarks/results/reproduce_MODE.json`` with the commit and the load average.
 
     .venv/bin/python benchmarks/bench_reproduce.py --mode demo --cold # empty compile and data caches
-    .venv/bin/python benchmarks/bench_reproduce.py --mode full        # about 20 minutes here
+    .venv/bin/python benchmarks/bench_reproduce.py --mode full        # 345 runs until decided: an hour or more
     .venv/bin/python benchmarks/bench_reproduce.py --mode full --existing runs/reproduce-full --wall 1234
 
 ``--existing`` reads a reproduction already made (its wall time given by ``--wall``, e.g. from
