@@ -279,3 +279,6 @@ def test_a_difference_of_bounded_values_keeps_its_intervals_inside_what_is_possi
     p = paired_test(a, b, direction="max", span=ACCURACY.span)
     assert (p.cs_low, p.cs_high) == (-1.0, 1.0) and p.ci_low >= -1 and p.ci_high <= 1
     assert LOSS.span == math.inf and adjust([p])[0].cs_high == 1.0
+    # Below 3 seeds the rule has not looked: no interval at all (not ±inf, nor the whole span).
+    two = paired_test(a[:2], b[:2], direction="max", span=ACCURACY.span)
+    assert math.isnan(two.cs_low) and math.isnan(two.cs_high)

@@ -78,7 +78,7 @@ FULL = Mode("full", [0, 1, 2, 3, 4], list(range(10)), {}, 100, None,
 DEMO_IDS = ("batch_norm", "plain_relu", "l2", "l2_free", "max_norm", "max_norm_free", "table_11_2_adagrad",
             "table_11_2_rmsprop")
 DEMO_CLAIMS = ("batch_norm", "l2_costs", "max_norm_costs", "adagrad_stops_early")
-DEMO_TRAIN_SIZE = 11_000
+DEMO_TRAIN_SIZE = 11_200
 DEMO = dataclasses.replace(
     FULL, name="demo", ids=DEMO_IDS, claims=DEMO_CLAIMS, rate_grid=(1e-3, 1e-2, 1e-1),
     overrides={"data.train_size": DEMO_TRAIN_SIZE},
@@ -484,6 +484,7 @@ def reproduce(
     is decided, from ``min_seeds`` to ``max_seeds`` (None: 20, or a claim's own ``max_seeds``).
     """
     from deepfit.experiments.backends import make_backend
+    from deepfit.experiments.rates import choose_rates
     from deepfit.experiments.runner import Runner, Schedule, per_round
     from deepfit.experiments.spec import load_experiment
     from deepfit.experiments.tables import write_tables
@@ -521,10 +522,10 @@ def reproduce(
     # from one experiment to the next, the longest runs of all entries go first, and a run that needs
     # another's (task B on task A, same seed) waits until that one is finished.
     runners: dict[str, Runner] = {}
+    rates = choose_rates(trained, m, out, log, jobs)
     for e in trained:
-        rate = choose_rate_for(e, m, out, lambda line, e=e: log(f"  {e.id} {line.strip()}")) if e.lr_rule else None
         first = [0] if e.id in grown else seeds_for(e, m, seeds)
-        exp = load_experiment(experiment_of(e, m, out, first, rate))
+        exp = load_experiment(experiment_of(e, m, out, first, rates.get(e.id)))
         runners[e.id] = Runner(exp, out / e.id, log=lambda line, e=e: log(f"  {e.id} {line}"))
     for e in trained:
         if e.after in runners:

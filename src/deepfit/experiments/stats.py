@@ -378,9 +378,10 @@ def paired_test(variant_values: Sequence[float], reference_values: Sequence[floa
     mean = float(d.mean()) if n else math.nan
     # A difference of two values in [low, high] lies in [low − high, high − low]: no interval reaches past it.
     cs = (max(seq.cs_low, -span), min(seq.cs_high, span))
-    if n >= 2 and np.ptp(d) == 0:
-        # Every look was skipped (no spread, sequential.py): what is left is the whole span, which says nothing.
-        # "No interval" is what the rule has; the verdict names the fact (e.g. identical on every seed).
+    if n < MIN_SEEDS_FOR_INTERVAL or np.ptp(d) == 0:
+        # No look yet, or every look skipped (no spread, sequential.py): what is left is the whole span (or
+        # ±inf), which says nothing. "No interval" is what the rule has; the verdict names the fact
+        # (fewer than 3 seeds; identical on every seed).
         cs = (math.nan, math.nan)
     common = dict(decision=seq.decision, cs_low=cs[0], cs_high=cs[1],
                   p_anytime=seq.p_anytime, delta=_margin(delta), direction=direction, available=seq.available,
