@@ -484,7 +484,6 @@ def reproduce(
     is decided, from ``min_seeds`` to ``max_seeds`` (None: 20, or a claim's own ``max_seeds``).
     """
     from deepfit.experiments.backends import make_backend
-    from deepfit.experiments.rates import choose_rates
     from deepfit.experiments.runner import Runner, Schedule, per_round
     from deepfit.experiments.spec import load_experiment
     from deepfit.experiments.tables import write_tables
@@ -522,10 +521,10 @@ def reproduce(
     # from one experiment to the next, the longest runs of all entries go first, and a run that needs
     # another's (task B on task A, same seed) waits until that one is finished.
     runners: dict[str, Runner] = {}
-    rates = choose_rates(trained, m, out, log, jobs)
     for e in trained:
+        rate = choose_rate_for(e, m, out, lambda line, e=e: log(f"  {e.id} {line.strip()}")) if e.lr_rule else None
         first = [0] if e.id in grown else seeds_for(e, m, seeds)
-        exp = load_experiment(experiment_of(e, m, out, first, rates.get(e.id)))
+        exp = load_experiment(experiment_of(e, m, out, first, rate))
         runners[e.id] = Runner(exp, out / e.id, log=lambda line, e=e: log(f"  {e.id} {line}"))
     for e in trained:
         if e.after in runners:
