@@ -19,7 +19,7 @@ def register(sub) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--demo", dest="mode", action="store_const", const="demo",
-                      help="four claims (batch norm, l2, max-norm, AdaGrad vs RMSprop) on 11,000 of the training "
+                      help="four claims (batch norm, l2, max-norm, AdaGrad vs RMSprop) on 11,200 of the training "
                            "images, seeds until decided: real verdicts in a few minutes (default)")
     mode.add_argument("--full", dest="mode", action="store_const", const="full",
                       help="every experiment at the notebook's data and epochs, seeds until each claim is decided "
