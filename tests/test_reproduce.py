@@ -191,7 +191,7 @@ def test_seeds_until_decided_in_a_tiny_reproduction(tmp_path, monkeypatch):
                                                     "training.epochs": 1}, mc_samples=4, mc_test_images=300)
     monkeypatch.setitem(rp.MODES, "quick", tiny)
     only = ["l2", "l2_free", "mc_dropout"]
-    result = deepfit_reproduce(tmp_path / "r", only=only, until_decided=True, max_seeds=4, log=lambda s: None)
+    deepfit_reproduce(tmp_path / "r", only=only, until_decided=True, max_seeds=4, log=lambda s: None)
     claims = pd.read_csv(tmp_path / "r" / "claims.csv").set_index("claim")
     assert set(claims.index) == {"l2_costs", "mc_dropout"}
     for claim, row in claims.iterrows():
