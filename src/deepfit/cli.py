@@ -50,8 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv is None:  # the program itself, deepfit's own process: JAX's compilation cache is ours to set
         from deepfit.train import compile_cache
 
-        compile_cache.use()
-        compile_cache.enable()  # now, not at the first training run: loading a model, MC passes, schedules compile too
+        compile_cache.use()  # from the start: loading a model, MC passes, schedules compile too, not only runs
     try:
         return _main(argv)
     except KeyboardInterrupt:  # Ctrl-C before a command began (parsing, imports): nothing to resume yet

@@ -280,6 +280,12 @@ class Reproduction:
     until_decided: bool = False
     figures: list[str] | None = None  # the report's figures (figures/<name>.png), once it is written
 
+    @property
+    def shown(self) -> set[str]:
+        """The entries this reproduction asked for: its report and published copy show these only (the folder
+        keeps every entry ever run in it, since rerunning resumes)."""
+        return set(self.summary["id"]) if len(self.summary) else set()
+
 
 MEASURES = ("best_val_accuracy", "epochs_censored", "late_loss_drop")
 
@@ -712,7 +718,7 @@ def publish(result: Reproduction, target: str | Path) -> Path:
     (e.g. docs/results): a reproduction folder also holds entries of earlier, wider runs."""
     target = Path(target)
     target.mkdir(parents=True, exist_ok=True)
-    shown = set(result.summary["id"]) if len(result.summary) else set()
+    shown = result.shown
     for name in ("report.md", "report.html", "summary.csv", "claims.csv", "provenance.json", "table_11_2.csv"):
         if (result.dir / name).is_file():
             shutil.copy2(result.dir / name, target / name)

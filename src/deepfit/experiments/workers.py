@@ -185,7 +185,6 @@ def main() -> None:
 
     _die_with_driver()
     compile_cache.use()  # a worker is deepfit's own process: its runs share compiled programs on disk
-    compile_cache.enable()
     # Answers go to the original stdout; anything else printed (by us or a library) goes to stderr.
     replies = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)

@@ -164,7 +164,7 @@ def chapter_tables_section(result) -> ReportContent | None:
         if table == LAST_PAGE:
             continue
         ids = [i for i in result.summary["id"] if _in_table(i) and entry(i).table == table]
-        if table == "table_11_3_11_4" and "leaky_relu" in set(result.summary["id"]):
+        if table == "table_11_3_11_4" and "leaky_relu" in result.shown:
             ids = ["leaky_relu", *ids]
         results = _results(out, ids)
         if results.empty or "val_accuracy" not in results:
@@ -306,9 +306,7 @@ def build(result) -> ReportContent:
 
     out = result.dir
     prov = read_json(out / "provenance.json", "provenance")
-    # A reproduction folder keeps every entry ever run in it (rerunning resumes): this report shows the ones
-    # this reproduction asked for, and no section of an entry that was not.
-    shown = set(result.summary["id"])
+    shown = result.shown  # no section of an entry not asked for, though its runs may be in the folder
     content = ReportContent(
         f"The chapter, reproduced ({result.mode.name})",
         [f"{result.mode.label} " + seeds_sentence(result.mode, bool(prov.get("until_decided")), prov.get("seeds"),

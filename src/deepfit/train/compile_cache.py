@@ -49,11 +49,13 @@ def wanted() -> bool:
 
 
 def use(on: bool = True) -> None:
-    """Opt this process in (``deepfit``'s command and workers do; it takes effect when deepfit next builds a
-    model), or out again, restoring JAX's settings at once."""
+    """Opt this process in (``deepfit``'s command and workers do), or out again: either takes effect at once,
+    so whatever compiles next (loading a model, MC passes, a schedule, a run) uses the cache or not."""
     global _wanted
     _wanted = on
-    if not on:
+    if on:
+        enable()
+    else:
         _restore()
 
 
